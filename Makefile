@@ -1,0 +1,37 @@
+# pg_opsdemo: PGXS build.  `make && make install` builds and installs the
+# extension into the PostgreSQL found by PG_CONFIG; `make test` runs every test.
+
+EXTENSION   = pg_opsdemo
+MODULE_big  = pg_opsdemo
+OBJS        = src/module.o \
+              src/catalog.o \
+              src/guid.o \
+              src/partitions.o \
+              src/generate.o \
+              src/rowgen.o \
+              src/jobs.o
+DATA        = pg_opsdemo--1.0.sql
+PGFILEDESC  = "pg_opsdemo - partitioned operations table, bulk generator and jobs"
+
+# pg_regress (sql/, expected/) runs against an already running server;
+# test/run-tests starts a throwaway one.
+REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --dbname=opsdemo_regress
+ISOLATION    = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test/isolation --dbname=opsdemo_isolation
+TAP_TESTS    = 1
+PROVE_TESTS  = test/t/*.pl
+
+PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
+              -Wno-missing-field-initializers -Werror=implicit-function-declaration
+
+PG_CONFIG  ?= pg_config
+PGXS       := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+.PHONY: test lab bench
+test:
+	test/run-tests
+
+bench:
+	bench/generate

@@ -1,0 +1,255 @@
+/* pg_opsdemo--1.0.sql */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION pg_opsdemo" to load this file. \quit
+
+--------------------------------------------------------------------------
+-- Operation GUIDs: UUIDv7 whose timestamp is the row's date (see README)
+--------------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@.opsdemo_guid(at timestamptz)
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'opsdemo_guid'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.opsdemo_guid(timestamptz) IS
+'a new operation GUID for a row dated "at" (UUIDv7 carrying "at" to the microsecond)';
+
+CREATE FUNCTION @extschema@.opsdemo_guid_time(guid uuid)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'opsdemo_guid_time'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.opsdemo_guid_time(uuid) IS
+'the date an operation GUID encodes, NULL if the UUID is not an operation GUID';
+
+--------------------------------------------------------------------------
+-- t1: the operations table
+--------------------------------------------------------------------------
+
+CREATE TABLE @extschema@.t1 (
+    id              bigint GENERATED ALWAYS AS IDENTITY,
+    date            timestamptz NOT NULL DEFAULT statement_timestamp(),
+    amount          numeric(12,2) NOT NULL,
+    status          smallint NOT NULL DEFAULT 0,
+    operation_guid  uuid NOT NULL
+                    DEFAULT @extschema@.opsdemo_guid(statement_timestamp()),
+    message         jsonb NOT NULL,
+    client_id       bigint NOT NULL
+                    GENERATED ALWAYS AS ((message ->> 'client_id')::bigint) STORED,
+    operation_type  text NOT NULL
+                    GENERATED ALWAYS AS (message ->> 'operation_type') STORED,
+    CONSTRAINT t1_pkey PRIMARY KEY (id, date),
+    -- Globally unique: the GUID determines the date (next constraint), so
+    -- equal GUIDs always meet in the same partition's unique index.
+    CONSTRAINT t1_operation_guid_key UNIQUE (operation_guid, date),
+    CONSTRAINT t1_operation_guid_encodes_date
+        CHECK (@extschema@.opsdemo_guid_time(operation_guid) IS NOT DISTINCT FROM date),
+    CONSTRAINT t1_status_check CHECK (status IN (0, 1)),
+    CONSTRAINT t1_message_check
+        CHECK (jsonb_typeof(message -> 'account_number') = 'string'),
+    CONSTRAINT t1_operation_type_check
+        CHECK (operation_type IN ('online', 'offline'))
+) PARTITION BY RANGE (date);
+
+COMMENT ON TABLE @extschema@.t1 IS
+'operations, partitioned by UTC month of date; see opsdemo_partitions_ensure()';
+COMMENT ON CONSTRAINT t1_operation_guid_encodes_date ON @extschema@.t1 IS
+'operation_guid must be an operation GUID for this row''s date: use opsdemo_guid(date) or omit both columns';
+
+-- The update job reads only pending rows, by id parity.
+CREATE INDEX t1_pending_idx ON @extschema@.t1 ((id % 2)) WHERE status = 0;
+
+-- Catches dates that have no monthly partition, so inserts never fail.
+CREATE TABLE @extschema@.t1_default PARTITION OF @extschema@.t1 DEFAULT;
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.t1_default', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.t1_id_seq', '');
+
+--------------------------------------------------------------------------
+-- mv_sum: total amount of processed operations per client and type
+--------------------------------------------------------------------------
+
+CREATE TABLE @extschema@.mv_sum (
+    client_id       bigint NOT NULL,
+    operation_type  text NOT NULL,
+    total_sum       numeric NOT NULL,
+    row_count       bigint NOT NULL,
+    PRIMARY KEY (client_id, operation_type)
+);
+
+COMMENT ON TABLE @extschema@.mv_sum IS
+'sum(amount) and count(*) of t1 rows with status = 1, per client_id and operation_type';
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.mv_sum', '');
+
+CREATE FUNCTION @extschema@.opsdemo_mv_sum_rebuild()
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    groups bigint;
+BEGIN
+    -- Block concurrent writers of mv_sum, not its readers.
+    LOCK TABLE @extschema@.mv_sum IN EXCLUSIVE MODE;
+    DELETE FROM @extschema@.mv_sum;
+    INSERT INTO @extschema@.mv_sum (client_id, operation_type, total_sum, row_count)
+    SELECT client_id, operation_type, sum(amount), count(*)
+      FROM @extschema@.t1
+     WHERE status = 1
+     GROUP BY client_id, operation_type;
+    GET DIAGNOSTICS groups = ROW_COUNT;
+    RETURN groups;
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.opsdemo_mv_sum_rebuild() IS
+'recompute mv_sum from t1; returns the number of groups';
+
+--------------------------------------------------------------------------
+-- Partition management
+--------------------------------------------------------------------------
+
+-- Internal: runs as t1's owner, called by opsdemo_partitions_ensure().
+CREATE FUNCTION @extschema@.opsdemo_partitions_create(range_from timestamptz,
+                                                      range_to timestamptz)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    month_start timestamp;      -- UTC wall time of the month's first instant
+    last_month  timestamp;
+    lo          timestamptz;
+    hi          timestamptz;
+    part_name   text;
+    created     integer := 0;
+    moving      boolean;
+BEGIN
+    -- One creator at a time; others wait and then find the work done.
+    PERFORM pg_advisory_xact_lock('@extschema@.t1'::regclass::oid::bigint);
+
+    month_start := date_trunc('month', range_from AT TIME ZONE 'UTC');
+    last_month := date_trunc('month', (range_to - interval '1 microsecond') AT TIME ZONE 'UTC');
+
+    WHILE month_start <= last_month LOOP
+        lo := month_start AT TIME ZONE 'UTC';
+        hi := (month_start + interval '1 month') AT TIME ZONE 'UTC';
+        part_name := format('t1_%s', to_char(month_start, 'YYYY_MM'));
+
+        IF to_regclass(format('%s.%I', '@extschema@', part_name)) IS NULL THEN
+            -- Rows of this month in the default partition are moved through
+            -- t1 itself, so triggers and logical replication see the move.
+            moving := EXISTS (SELECT 1 FROM @extschema@.t1_default
+                               WHERE date >= lo AND date < hi);
+            IF moving THEN
+                EXECUTE format('CREATE UNLOGGED TABLE %s.%I (LIKE @extschema@.t1)',
+                               '@extschema@', part_name || '_moving');
+                EXECUTE format(
+                    'WITH moved AS (DELETE FROM @extschema@.t1 WHERE date >= $1 AND date < $2 '
+                    'RETURNING id, date, amount, status, operation_guid, message) '
+                    'INSERT INTO %s.%I (id, date, amount, status, operation_guid, message) '
+                    'SELECT * FROM moved', '@extschema@', part_name || '_moving')
+                USING lo, hi;
+            END IF;
+
+            -- CREATE + ATTACH takes only SHARE UPDATE EXCLUSIVE on t1, so
+            -- readers and writers of other months are not blocked.
+            EXECUTE format('CREATE TABLE %s.%I (LIKE @extschema@.t1 INCLUDING DEFAULTS '
+                           'INCLUDING GENERATED INCLUDING CONSTRAINTS INCLUDING STORAGE)',
+                           '@extschema@', part_name);
+            EXECUTE format('ALTER TABLE @extschema@.t1 ATTACH PARTITION %s.%I '
+                           'FOR VALUES FROM (%L) TO (%L)',
+                           '@extschema@', part_name, lo, hi);
+
+            IF moving THEN
+                EXECUTE format(
+                    'INSERT INTO @extschema@.t1 (id, date, amount, status, operation_guid, message) '
+                    'OVERRIDING SYSTEM VALUE '
+                    'SELECT id, date, amount, status, operation_guid, message FROM %s.%I',
+                    '@extschema@', part_name || '_moving');
+                EXECUTE format('DROP TABLE %s.%I', '@extschema@', part_name || '_moving');
+            END IF;
+            created := created + 1;
+        END IF;
+        month_start := month_start + interval '1 month';
+    END LOOP;
+    RETURN created;
+END
+$$;
+
+REVOKE ALL ON FUNCTION @extschema@.opsdemo_partitions_create(timestamptz, timestamptz)
+    FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.opsdemo_partitions_ensure(range_from timestamptz,
+                                                      range_to timestamptz)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'opsdemo_partitions_ensure'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION @extschema@.opsdemo_partitions_ensure(timestamptz, timestamptz) IS
+'create the missing monthly (UTC) partitions of t1 covering [range_from, range_to); returns how many were created';
+
+CREATE VIEW @extschema@.opsdemo_partitions AS
+SELECT c.relname::text AS partition,
+       pg_get_expr(c.relpartbound, c.oid) AS bounds,
+       c.reltuples::bigint AS estimated_rows,
+       pg_total_relation_size(c.oid) AS total_bytes
+  FROM pg_catalog.pg_inherits i
+  JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+ WHERE i.inhparent = '@extschema@.t1'::regclass
+ ORDER BY c.relname;
+
+--------------------------------------------------------------------------
+-- Bulk generator
+--------------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@.opsdemo_generate(
+    n bigint,
+    period_start timestamptz DEFAULT NULL,
+    period_end timestamptz DEFAULT NULL,
+    seed bigint DEFAULT NULL,
+    clients integer DEFAULT 1000,
+    processed_share double precision DEFAULT 0)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'opsdemo_generate'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION @extschema@.opsdemo_generate(bigint, timestamptz, timestamptz, bigint, integer, double precision) IS
+'insert n synthetic operations dated over [period_start, period_end) (default: the 3 months up to now); returns rows inserted';
+
+-- Progress of running opsdemo_generate calls (pg_stat_progress_copy shows
+-- them too, as COPY FROM of type CALLBACK, but without the row target).
+CREATE VIEW @extschema@.opsdemo_generate_progress AS
+SELECT p.pid,
+       p.relid::regclass AS relation,
+       p.param3 AS rows_done,
+       p.param11 AS rows_total,
+       round(100.0 * p.param3 / nullif(p.param11, 0), 1) AS percent
+  FROM pg_catalog.pg_stat_get_progress_info('COPY') AS p
+ WHERE p.param5 = 1            -- COPY FROM
+   AND p.param6 = 4            -- callback source
+   AND p.param11 > 0
+   AND p.datid = (SELECT oid FROM pg_catalog.pg_database
+                   WHERE datname = pg_catalog.current_database());
+
+--------------------------------------------------------------------------
+-- Job bodies, shared by every scheduler
+--------------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@.opsdemo_insert_tick()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'opsdemo_insert_tick'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION @extschema@.opsdemo_insert_tick() IS
+'the 5-second job: insert one operation with status 0 dated now; returns its id';
+
+CREATE FUNCTION @extschema@.opsdemo_update_tick(at timestamptz DEFAULT now())
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'opsdemo_update_tick'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION @extschema@.opsdemo_update_tick(timestamptz) IS
+'the 3-second job: set status 1 on pending rows with even ids if the seconds of "at" are even, odd ids otherwise; returns rows flipped';

@@ -1,0 +1,128 @@
+/*-------------------------------------------------------------------------
+ *
+ * catalog.c
+ *	  Locating the extension's schema, t1 and its columns.
+ *
+ * Everything is resolved by OID from the extension's own schema, never
+ * through search_path, so a caller's search_path cannot redirect our
+ * writes to a look-alike table.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+#include "opsdemo.h"
+
+Oid
+opsdemo_schema_oid(void)
+{
+	Oid			extoid = get_extension_oid(OPSDEMO_EXTENSION_NAME, true);
+	Oid			nspid = InvalidOid;
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+
+	if (!OidIsValid(extoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"%s\" is not installed in this database",
+						OPSDEMO_EXTENSION_NAME)));
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+		nspid = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	if (!OidIsValid(nspid))
+		elog(ERROR, "could not find schema of extension \"%s\"",
+			 OPSDEMO_EXTENSION_NAME);
+	return nspid;
+}
+
+Oid
+opsdemo_t1_relid(Oid nspid)
+{
+	Oid			relid = get_relname_relid(OPSDEMO_TABLE_NAME, nspid);
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation \"%s.%s\" does not exist",
+						get_namespace_name(nspid), OPSDEMO_TABLE_NAME),
+				 errhint("pg_opsdemo's table was dropped or renamed; rename it back to \"%s\" or recreate the extension.",
+						 OPSDEMO_TABLE_NAME)));
+
+	if (get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s.%s\" is not a partitioned table",
+						get_namespace_name(nspid), OPSDEMO_TABLE_NAME),
+				 errhint("pg_opsdemo's table was replaced; recreate the extension.")));
+	return relid;
+}
+
+static AttrNumber
+resolve_column(Relation rel, const char *colname)
+{
+	AttrNumber	attnum = get_attnum(RelationGetRelid(rel), colname);
+
+	if (attnum == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of relation \"%s\" does not exist",
+						colname, RelationGetRelationName(rel)),
+				 errhint("pg_opsdemo writes this column; rename it back or recreate the extension.")));
+	return attnum;
+}
+
+void
+opsdemo_resolve_columns(Relation rel, OpsdemoTarget *target)
+{
+	target->att_date = resolve_column(rel, OPSDEMO_COL_DATE);
+	target->att_amount = resolve_column(rel, OPSDEMO_COL_AMOUNT);
+	target->att_status = resolve_column(rel, OPSDEMO_COL_STATUS);
+	target->att_guid = resolve_column(rel, OPSDEMO_COL_GUID);
+	target->att_message = resolve_column(rel, OPSDEMO_COL_MESSAGE);
+}
+
+void
+opsdemo_check_insert_privilege(Oid relid)
+{
+	AclResult	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_INSERT);
+
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(relid));
+}
+
+Oid
+opsdemo_rel_owner(Oid relid)
+{
+	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	return owner;
+}

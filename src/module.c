@@ -1,0 +1,22 @@
+/*-------------------------------------------------------------------------
+ *
+ * module.c
+ *	  pg_opsdemo module entry point.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+
+#include "opsdemo.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	/* GUCs and the background worker are registered here (scheduler issue). */
+}

@@ -1,0 +1,94 @@
+/*-------------------------------------------------------------------------
+ *
+ * opsdemo.h
+ *	  Declarations shared by the pg_opsdemo source files.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef OPSDEMO_H
+#define OPSDEMO_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "fmgr.h"
+#include "utils/relcache.h"
+#include "utils/uuid.h"
+
+#if PG_VERSION_NUM < 150000
+#error "pg_opsdemo requires PostgreSQL 15 or later"
+#endif
+
+#define OPSDEMO_EXTENSION_NAME	"pg_opsdemo"
+#define OPSDEMO_TABLE_NAME		"t1"
+
+/*
+ * Column names of t1 that the C code writes.  Looked up by name at run time
+ * so that a renamed or dropped column gives a clear error instead of
+ * writing the wrong attribute.
+ */
+#define OPSDEMO_COL_DATE		"date"
+#define OPSDEMO_COL_AMOUNT		"amount"
+#define OPSDEMO_COL_STATUS		"status"
+#define OPSDEMO_COL_GUID		"operation_guid"
+#define OPSDEMO_COL_MESSAGE		"message"
+
+/* Largest n opsdemo_generate accepts in one call. */
+#define OPSDEMO_GENERATE_MAX_ROWS	INT64CONST(1000000000)
+
+/* Private progress slot used by opsdemo_generate for the requested row count. */
+#define OPSDEMO_PROGRESS_ROWS_TOTAL	10
+
+/* catalog.c: where the extension's objects live */
+typedef struct OpsdemoTarget
+{
+	Oid			nspid;			/* schema of the extension */
+	char	   *nspname;
+	Oid			t1_relid;
+	AttrNumber	att_date;
+	AttrNumber	att_amount;
+	AttrNumber	att_status;
+	AttrNumber	att_guid;
+	AttrNumber	att_message;
+} OpsdemoTarget;
+
+extern Oid	opsdemo_schema_oid(void);
+extern Oid	opsdemo_t1_relid(Oid nspid);
+extern void opsdemo_resolve_columns(Relation rel, OpsdemoTarget *target);
+extern void opsdemo_check_insert_privilege(Oid relid);
+extern Oid	opsdemo_rel_owner(Oid relid);
+
+/* guid.c: time-ordered operation GUIDs whose timestamp is the row's date */
+extern void opsdemo_guid_make(TimestampTz at, uint64 random_a, uint64 random_b,
+							  pg_uuid_t *out);
+extern bool opsdemo_guid_time_of(const pg_uuid_t *uuid, TimestampTz *at);
+extern void opsdemo_check_guid_range(TimestampTz at, const char *what);
+
+/* rowgen.c: the model of one synthetic operation, shared by generator and ticks */
+typedef struct OpsdemoRng
+{
+	uint64		s[4];
+} OpsdemoRng;
+
+typedef struct OpsdemoOperation
+{
+	int64		client_id;
+	bool		online;
+	int64		amount_cents;
+	int			account_index;	/* which of the client's accounts */
+} OpsdemoOperation;
+
+extern void opsdemo_rng_seed(OpsdemoRng *rng, uint64 seed);
+extern uint64 opsdemo_rng_next(OpsdemoRng *rng);
+extern double opsdemo_rng_double(OpsdemoRng *rng);
+extern void opsdemo_operation_draw(OpsdemoRng *rng, int32 clients,
+								   OpsdemoOperation *op);
+extern Datum opsdemo_operation_amount(const OpsdemoOperation *op);
+extern Datum opsdemo_operation_message(const OpsdemoOperation *op);
+
+/* partitions.c */
+extern int	opsdemo_partitions_ensure_range(Oid nspid, Oid t1_relid,
+											TimestampTz from, TimestampTz to);
+extern bool opsdemo_partition_exists_for(Oid nspid, TimestampTz at);
+
+#endif							/* OPSDEMO_H */
