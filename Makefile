@@ -16,9 +16,8 @@ PGFILEDESC  = "pg_opsdemo - partitioned operations table, bulk generator and job
 # pg_regress (sql/, expected/) runs against an already running server;
 # test/run-tests starts a throwaway one.
 REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
-REGRESS_OPTS = --dbname=opsdemo_regress
 ISOLATION    = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
-ISOLATION_OPTS = --inputdir=test/isolation --dbname=opsdemo_isolation
+ISOLATION_OPTS = --inputdir=test/isolation
 TAP_TESTS    = 1
 PROVE_TESTS  = test/t/*.pl
 
@@ -28,6 +27,10 @@ PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
 PG_CONFIG  ?= pg_config
 PGXS       := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS appends --dbname=contrib_regression; these name our test databases.
+CONTRIB_TESTDB   = opsdemo_regress
+ISOLATION_TESTDB = opsdemo_isolation
 
 .PHONY: test lab bench
 test:

@@ -27,6 +27,10 @@ COMMENT ON FUNCTION @extschema@.opsdemo_guid_time(uuid) IS
 -- t1: the operations table
 --------------------------------------------------------------------------
 
+-- Indexes live on the partitions, not on t1 (see opsdemo_partition_index):
+-- t1 belongs to the extension, so pg_restore recreates it, indexes and
+-- all, before it attaches the dumped partitions; parent-level indexes would
+-- then be built twice and the restore would fail.
 CREATE TABLE @extschema@.t1 (
     id              bigint GENERATED ALWAYS AS IDENTITY,
     date            timestamptz NOT NULL DEFAULT statement_timestamp(),
@@ -39,15 +43,12 @@ CREATE TABLE @extschema@.t1 (
                     GENERATED ALWAYS AS ((message ->> 'client_id')::bigint) STORED,
     operation_type  text NOT NULL
                     GENERATED ALWAYS AS (message ->> 'operation_type') STORED,
-    CONSTRAINT t1_pkey PRIMARY KEY (id, date),
-    -- Globally unique: the GUID determines the date (next constraint), so
-    -- equal GUIDs always meet in the same partition's unique index.
-    CONSTRAINT t1_operation_guid_key UNIQUE (operation_guid, date),
     CONSTRAINT t1_operation_guid_encodes_date
         CHECK (@extschema@.opsdemo_guid_time(operation_guid) IS NOT DISTINCT FROM date),
     CONSTRAINT t1_status_check CHECK (status IN (0, 1)),
     CONSTRAINT t1_message_check
-        CHECK (jsonb_typeof(message -> 'account_number') = 'string'),
+        CHECK (message ? 'account_number'
+               AND jsonb_typeof(message -> 'account_number') = 'string'),
     CONSTRAINT t1_operation_type_check
         CHECK (operation_type IN ('online', 'offline'))
 ) PARTITION BY RANGE (date);
@@ -57,11 +58,32 @@ COMMENT ON TABLE @extschema@.t1 IS
 COMMENT ON CONSTRAINT t1_operation_guid_encodes_date ON @extschema@.t1 IS
 'operation_guid must be an operation GUID for this row''s date: use opsdemo_guid(date) or omit both columns';
 
--- The update job reads only pending rows, by id parity.
-CREATE INDEX t1_pending_idx ON @extschema@.t1 ((id % 2)) WHERE status = 0;
+-- Every partition's indexes.  Uniqueness of operation_guid across t1 comes
+-- from the CHECK above: equal GUIDs have equal dates, so they always meet
+-- in one partition's unique index on (operation_guid, date).
+CREATE FUNCTION @extschema@.opsdemo_partition_index(part regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    name text := (SELECT relname FROM pg_class WHERE oid = part);
+BEGIN
+    EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I PRIMARY KEY (id, date)',
+                   part, name || '_pkey');
+    EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I UNIQUE (operation_guid, date)',
+                   part, name || '_operation_guid_key');
+    -- The update job reads only pending rows, by id parity.
+    EXECUTE format('CREATE INDEX %I ON %s ((id %% 2)) WHERE status = 0',
+                   name || '_pending_idx', part);
+END
+$$;
+
+REVOKE ALL ON FUNCTION @extschema@.opsdemo_partition_index(regclass) FROM PUBLIC;
 
 -- Catches dates that have no monthly partition, so inserts never fail.
 CREATE TABLE @extschema@.t1_default PARTITION OF @extschema@.t1 DEFAULT;
+SELECT @extschema@.opsdemo_partition_index('@extschema@.t1_default');
 
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.t1_default', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.t1_id_seq', '');
@@ -144,7 +166,7 @@ BEGIN
             moving := EXISTS (SELECT 1 FROM @extschema@.t1_default
                                WHERE date >= lo AND date < hi);
             IF moving THEN
-                EXECUTE format('CREATE UNLOGGED TABLE %s.%I (LIKE @extschema@.t1)',
+                EXECUTE format('CREATE UNLOGGED TABLE %s.%I (LIKE @extschema@.t1 INCLUDING GENERATED)',
                                '@extschema@', part_name || '_moving');
                 EXECUTE format(
                     'WITH moved AS (DELETE FROM @extschema@.t1 WHERE date >= $1 AND date < $2 '
@@ -159,6 +181,8 @@ BEGIN
             EXECUTE format('CREATE TABLE %s.%I (LIKE @extschema@.t1 INCLUDING DEFAULTS '
                            'INCLUDING GENERATED INCLUDING CONSTRAINTS INCLUDING STORAGE)',
                            '@extschema@', part_name);
+            PERFORM @extschema@.opsdemo_partition_index(
+                format('%s.%I', '@extschema@', part_name)::regclass);
             EXECUTE format('ALTER TABLE @extschema@.t1 ATTACH PARTITION %s.%I '
                            'FOR VALUES FROM (%L) TO (%L)',
                            '@extschema@', part_name, lo, hi);

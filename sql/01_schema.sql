@@ -19,8 +19,17 @@ SELECT attname, format_type(atttypid, atttypmod) AS type, attnotnull,
 -- constraints and indexes
 SELECT conname, contype, pg_get_constraintdef(oid) AS definition
   FROM pg_constraint WHERE conrelid = 't1'::regclass ORDER BY conname;
+-- indexes are per partition (t1 itself has none, so pg_restore works):
+-- primary key, unique GUID key and the pending-rows index, on the default
+-- partition and on every monthly partition
+SELECT count(*) AS parent_indexes FROM pg_index WHERE indrelid = 't1'::regclass;
 SELECT indexrelid::regclass AS index, pg_get_indexdef(indexrelid) AS definition
-  FROM pg_index WHERE indrelid = 't1'::regclass ORDER BY 1::text;
+  FROM pg_index WHERE indrelid = 't1_default'::regclass ORDER BY 1::text;
+SELECT opsdemo_partitions_ensure('2026-01-01 UTC', '2026-01-02 UTC');
+SELECT indexrelid::regclass AS index, pg_get_indexdef(indexrelid) AS definition
+  FROM pg_index WHERE indrelid = 't1_2026_01'::regclass ORDER BY 1::text;
+SELECT conname, contype FROM pg_constraint
+ WHERE conrelid = 't1_2026_01'::regclass ORDER BY conname;
 
 -- mv_sum has the contract columns
 SELECT attname, format_type(atttypid, atttypmod) AS type

@@ -144,8 +144,9 @@ read_arguments(FunctionCallInfo fcinfo, GenerateArgs *args)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("generation period is empty or inverted"),
 				 errdetail("Period start %s is not before period end %s.",
-						   timestamptz_to_str(args->period_start),
-						   timestamptz_to_str(args->period_end))));
+						   pstrdup(timestamptz_to_str(args->period_start)),
+						   pstrdup(timestamptz_to_str(args->period_end)))));
+	opsdemo_check_partition_span(args->period_start, args->period_end);
 
 	if (PG_ARGISNULL(3))
 	{

@@ -54,6 +54,29 @@ utc_month_of(TimestampTz at, int *year, int *month)
 	*month = tm.tm_mon;
 }
 
+/*
+ * Refuse ranges that would create an absurd number of partitions.
+ */
+void
+opsdemo_check_partition_span(TimestampTz from, TimestampTz to)
+{
+	int			from_year,
+				from_month,
+				to_year,
+				to_month;
+
+	utc_month_of(from, &from_year, &from_month);
+	utc_month_of(to, &to_year, &to_month);
+	if ((to_year - from_year) * 12 + (to_month - from_month) >= MAX_MONTHS_PER_CALL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("range from %s to %s spans more than %d months",
+						pstrdup(timestamptz_to_str(from)),
+						pstrdup(timestamptz_to_str(to)),
+						MAX_MONTHS_PER_CALL),
+				 errhint("Each month of the range gets its own partition.")));
+}
+
 bool
 opsdemo_partition_exists_for(Oid nspid, TimestampTz at)
 {
@@ -127,10 +150,6 @@ opsdemo_partitions_ensure(PG_FUNCTION_ARGS)
 {
 	TimestampTz from;
 	TimestampTz to;
-	int			from_year,
-				from_month,
-				to_year,
-				to_month;
 	Oid			nspid;
 	Oid			relid;
 
@@ -148,15 +167,10 @@ opsdemo_partitions_ensure(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("partition range is empty or inverted"),
 				 errdetail("Range start %s is not before range end %s.",
-						   timestamptz_to_str(from), timestamptz_to_str(to))));
+						   pstrdup(timestamptz_to_str(from)),
+						   pstrdup(timestamptz_to_str(to)))));
 
-	utc_month_of(from, &from_year, &from_month);
-	utc_month_of(to, &to_year, &to_month);
-	if ((to_year - from_year) * 12 + (to_month - from_month) >= MAX_MONTHS_PER_CALL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("partition range spans more than %d months",
-						MAX_MONTHS_PER_CALL)));
+	opsdemo_check_partition_span(from, to);
 
 	nspid = opsdemo_schema_oid();
 	relid = opsdemo_t1_relid(nspid);
