@@ -411,7 +411,8 @@ opsdemo_generate(PG_FUNCTION_ARGS)
 
 	/*
 	 * Check privileges and row-level security before creating partitions,
-	 * so a caller who may not insert changes nothing.
+	 * so a caller who may not insert changes nothing.  t1 is closed again
+	 * meanwhile: ATTACH PARTITION refuses a table this session holds open.
 	 */
 	rel = table_open(target.t1_relid, AccessShareLock);
 	opsdemo_resolve_columns(rel, &target);
