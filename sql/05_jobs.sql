@@ -51,38 +51,41 @@ SELECT opsdemo_update_tick(NULL);
 SELECT opsdemo_update_tick('infinity');
 
 -- the update tick reads pending rows through the partial index, never by
--- scanning t1, however many processed rows there are
+-- scanning t1, however many processed rows there are.  pg_stat_xact_* also
+-- holds not yet reported counts of earlier transactions, so tick_scans()
+-- compares the counters before and after the tick within one transaction.
+CREATE FUNCTION add_six_pending() RETURNS void LANGUAGE sql AS $$
+    INSERT INTO t1 (date, amount, operation_guid, message)
+    SELECT d, 1, opsdemo_guid(d), '{"client_id": 1, "account_number": "1", "operation_type": "online"}'
+      FROM generate_series('2026-02-01 00:00:00+00'::timestamptz,
+                           '2026-02-01 00:00:05+00', '1 second') d
+$$;
+CREATE FUNCTION tick_scans(at timestamptz, OUT flipped bigint,
+                           OUT seq_scans bigint, OUT used_index boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    seq_before bigint;
+    idx_before bigint;
+BEGIN
+    SELECT sum(seq_scan), sum(idx_scan) INTO seq_before, idx_before
+      FROM pg_stat_xact_user_tables WHERE relname LIKE 't1%';
+    flipped := opsdemo_update_tick(at);
+    SELECT sum(seq_scan) - seq_before, sum(idx_scan) > idx_before INTO seq_scans, used_index
+      FROM pg_stat_xact_user_tables WHERE relname LIKE 't1%';
+END $$;
 TRUNCATE t1;
 SELECT opsdemo_generate(30000, '2026-01-01', '2026-04-01', seed => 5, processed_share => 1);
 ANALYZE t1;
-INSERT INTO t1 (date, amount, operation_guid, message)
-SELECT d, 1, opsdemo_guid(d), '{"client_id": 1, "account_number": "1", "operation_type": "online"}'
-  FROM generate_series('2026-02-01 00:00:00+00'::timestamptz, '2026-02-01 00:00:05+00', '1 second') d;
--- (pg_stat_xact_* also holds not yet reported counts of earlier
--- transactions, so compare before and after within one transaction)
+SELECT add_six_pending();
 BEGIN;
-CREATE TEMP TABLE scans_before ON COMMIT DROP AS
-SELECT relid, seq_scan, idx_scan FROM pg_stat_xact_user_tables WHERE relname LIKE 't1%';
-SELECT opsdemo_update_tick('2026-11-21 10:00:00+00') AS flipped;
-SELECT sum(a.seq_scan - coalesce(b.seq_scan, 0)) AS seq_scans,
-       sum(a.idx_scan - coalesce(b.idx_scan, 0)) > 0 AS used_index
-  FROM pg_stat_xact_user_tables a LEFT JOIN scans_before b USING (relid)
- WHERE a.relname LIKE 't1%';
+SELECT * FROM tick_scans('2026-11-21 10:00:00+00');
 ROLLBACK;
 -- even right after a bulk load with no statistics at all
 TRUNCATE t1;
 SELECT opsdemo_generate(30000, '2026-01-01', '2026-04-01', seed => 5, processed_share => 1);
-INSERT INTO t1 (date, amount, operation_guid, message)
-SELECT d, 1, opsdemo_guid(d), '{"client_id": 1, "account_number": "1", "operation_type": "online"}'
-  FROM generate_series('2026-02-01 00:00:00+00'::timestamptz, '2026-02-01 00:00:05+00', '1 second') d;
+SELECT add_six_pending();
 BEGIN;
-CREATE TEMP TABLE scans_before ON COMMIT DROP AS
-SELECT relid, seq_scan, idx_scan FROM pg_stat_xact_user_tables WHERE relname LIKE 't1%';
-SELECT opsdemo_update_tick('2026-11-21 10:00:01+00') AS flipped;
-SELECT sum(a.seq_scan - coalesce(b.seq_scan, 0)) AS seq_scans,
-       sum(a.idx_scan - coalesce(b.idx_scan, 0)) > 0 AS used_index
-  FROM pg_stat_xact_user_tables a LEFT JOIN scans_before b USING (relid)
- WHERE a.relname LIKE 't1%';
+SELECT * FROM tick_scans('2026-11-21 10:00:01+00');
 ROLLBACK;
 -- the tick leaves the session's planner settings alone
 SHOW enable_seqscan;
@@ -94,4 +97,6 @@ SELECT opsdemo_update_tick('2026-11-21 10:00:01+00');
 \set VERBOSITY default
 ALTER TABLE t1 DROP CONSTRAINT no_flips;
 SELECT count(*) FILTER (WHERE status = 0) AS still_pending FROM t1;
+DROP FUNCTION add_six_pending();
+DROP FUNCTION tick_scans(timestamptz);
 DROP EXTENSION pg_opsdemo;
