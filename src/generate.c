@@ -48,9 +48,8 @@
 
 PG_FUNCTION_INFO_V1(opsdemo_generate);
 
-/* Same batch limits as COPY's multi-insert buffers. */
+/* As COPY FROM (FORMAT binary): flush every 1000 rows. */
 #define BATCH_MAX_ROWS		1000
-#define BATCH_MAX_BYTES		65535
 /* Report progress every this many rows. */
 #define PROGRESS_EVERY		10000
 
@@ -74,7 +73,6 @@ typedef struct Batch
 	TupleTableSlot *slots[BATCH_MAX_ROWS];
 	int			nslots;			/* slots created for this partition */
 	int			nused;
-	Size		bytes;
 	bool		single_row;		/* partition has BEFORE ROW triggers */
 } Batch;
 
@@ -123,7 +121,6 @@ read_arguments(FunctionCallInfo fcinfo, GenerateArgs *args)
 
 	args->period_end = PG_ARGISNULL(2) ?
 		GetCurrentTransactionStartTimestamp() : PG_GETARG_TIMESTAMPTZ(2);
-	opsdemo_check_guid_range(args->period_end, "period end");
 
 	if (PG_ARGISNULL(1))
 	{
@@ -137,16 +134,9 @@ read_arguments(FunctionCallInfo fcinfo, GenerateArgs *args)
 	}
 	else
 		args->period_start = PG_GETARG_TIMESTAMPTZ(1);
-	opsdemo_check_guid_range(args->period_start, "period start");
 
-	if (args->period_start >= args->period_end)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("generation period is empty or inverted"),
-				 errdetail("Period start %s is not before period end %s.",
-						   pstrdup(timestamptz_to_str(args->period_start)),
-						   pstrdup(timestamptz_to_str(args->period_end)))));
-	opsdemo_check_partition_span(args->period_start, args->period_end);
+	opsdemo_check_range(args->period_start, args->period_end,
+					   "generation period");
 
 	if (PG_ARGISNULL(3))
 	{
@@ -256,7 +246,6 @@ batch_flush(GenerateState *state)
 
 	state->inserted += batch->nused;
 	batch->nused = 0;
-	batch->bytes = 0;
 }
 
 /* Make rri the partition being filled, flushing the previous one. */
@@ -346,9 +335,7 @@ queue_row(GenerateState *state, TupleTableSlot *rootslot)
 
 	ExecMaterializeSlot(slot);
 	batch->nused++;
-	batch->bytes += slot->tts_nvalid * sizeof(Datum) + 64;
-	if (batch->single_row || batch->nused == BATCH_MAX_ROWS ||
-		batch->bytes >= BATCH_MAX_BYTES)
+	if (batch->single_row || batch->nused == BATCH_MAX_ROWS)
 		batch_flush(state);
 }
 
@@ -416,7 +403,7 @@ opsdemo_generate(PG_FUNCTION_ARGS)
 	 */
 	rel = table_open(target.t1_relid, AccessShareLock);
 	opsdemo_resolve_columns(rel, &target);
-	(void) build_range_table(rel, &target, &perminfos);
+	rtable = build_range_table(rel, &target, &perminfos);
 	if (check_enable_rls(target.t1_relid, InvalidOid, false) == RLS_ENABLED)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -428,8 +415,6 @@ opsdemo_generate(PG_FUNCTION_ARGS)
 
 	rel = table_open(target.t1_relid, RowExclusiveLock);
 	opsdemo_resolve_columns(rel, &target);
-	perminfos = NIL;
-	rtable = build_range_table(rel, &target, &perminfos);
 	desc = RelationGetDescr(rel);
 
 	memset(&state, 0, sizeof(state));

@@ -90,6 +90,7 @@ extern Datum opsdemo_operation_message(const OpsdemoOperation *op);
 extern int	opsdemo_partitions_ensure_range(Oid nspid, Oid t1_relid,
 											TimestampTz from, TimestampTz to);
 extern bool opsdemo_partition_exists_for(Oid nspid, TimestampTz at);
-extern void opsdemo_check_partition_span(TimestampTz from, TimestampTz to);
+extern void opsdemo_check_range(TimestampTz from, TimestampTz to,
+							   const char *what);
 
 #endif							/* OPSDEMO_H */

@@ -55,22 +55,35 @@ utc_month_of(TimestampTz at, int *year, int *month)
 }
 
 /*
- * Refuse ranges that would create an absurd number of partitions.
+ * Validate a [from, to) range of operation dates before anything is
+ * created for it: both ends representable in an operation GUID, not empty,
+ * and not so long that it would create an absurd number of partitions.
+ * "what" names the range in messages ("generation period", ...).
  */
 void
-opsdemo_check_partition_span(TimestampTz from, TimestampTz to)
+opsdemo_check_range(TimestampTz from, TimestampTz to, const char *what)
 {
 	int			from_year,
 				from_month,
 				to_year,
 				to_month;
 
+	opsdemo_check_guid_range(from, psprintf("%s start", what));
+	opsdemo_check_guid_range(to, psprintf("%s end", what));
+	if (from >= to)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is empty or inverted", what),
+				 errdetail("Start %s is not before end %s.",
+						   pstrdup(timestamptz_to_str(from)),
+						   pstrdup(timestamptz_to_str(to)))));
+
 	utc_month_of(from, &from_year, &from_month);
 	utc_month_of(to, &to_year, &to_month);
 	if ((to_year - from_year) * 12 + (to_month - from_month) >= MAX_MONTHS_PER_CALL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("range from %s to %s spans more than %d months",
+				 errmsg("%s from %s to %s spans more than %d months", what,
 						pstrdup(timestamptz_to_str(from)),
 						pstrdup(timestamptz_to_str(to)),
 						MAX_MONTHS_PER_CALL),
@@ -160,17 +173,7 @@ opsdemo_partitions_ensure(PG_FUNCTION_ARGS)
 	from = PG_GETARG_TIMESTAMPTZ(0);
 	to = PG_GETARG_TIMESTAMPTZ(1);
 
-	opsdemo_check_guid_range(from, "range start");
-	opsdemo_check_guid_range(to, "range end");
-	if (from >= to)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("partition range is empty or inverted"),
-				 errdetail("Range start %s is not before range end %s.",
-						   pstrdup(timestamptz_to_str(from)),
-						   pstrdup(timestamptz_to_str(to)))));
-
-	opsdemo_check_partition_span(from, to);
+	opsdemo_check_range(from, to, "partition range");
 
 	nspid = opsdemo_schema_oid();
 	relid = opsdemo_t1_relid(nspid);
