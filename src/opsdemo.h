@@ -93,4 +93,11 @@ extern bool opsdemo_partition_exists_for(Oid nspid, TimestampTz at);
 extern void opsdemo_check_range(TimestampTz from, TimestampTz to,
 							   const char *what);
 
+/* jobs.c: the job bodies, called by the SQL functions and the worker */
+extern int64 opsdemo_insert_rows(TimestampTz at, int nrows);
+extern int64 opsdemo_update_rows(TimestampTz at);
+
+/* worker.c: scheduler GUCs and the built-in background worker */
+extern void opsdemo_worker_init(void);
+
 #endif							/* OPSDEMO_H */
