@@ -392,17 +392,26 @@ ready_to_write(void)
 	return true;
 }
 
+/*
+ * The time one tick may take.  Both jobs share one process, so a tick that
+ * runs longer than the shorter interval makes the other job late: a run
+ * gives up after that long (statement_timeout) and after half of it when
+ * waiting for a lock (lock_timeout), records the error and retries at a
+ * later slot.
+ */
+static int
+tick_budget_ms(void)
+{
+	return (int) Min(schedule[OPSDEMO_JOB_INSERT].interval_ms,
+					 schedule[OPSDEMO_JOB_UPDATE].interval_ms);
+}
+
 static void
-set_timeouts(int64 interval_ms)
+set_lock_timeout(void)
 {
 	char		buf[32];
 
-	/*
-	 * A run longer than its interval would delay the next one, and a lock
-	 * wait of half of it would already make that likely: give up early,
-	 * record the error and retry at a later slot.
-	 */
-	snprintf(buf, sizeof(buf), "%d", (int) Max(interval_ms / 2, 1));
+	snprintf(buf, sizeof(buf), "%d", Max(tick_budget_ms() / 2, 1));
 	SetConfigOption("lock_timeout", buf, PGC_SUSET, PGC_S_OVERRIDE);
 }
 
@@ -508,12 +517,11 @@ run_tick(int j, TimestampTz scheduled)
 	char	   *volatile error = NULL;
 	TimestampTz started;
 	int64		duration_us;
-	int64		interval_ms = schedule[j].interval_ms;
 
 	MemoryContextReset(tick_context);
 	MemoryContextSwitchTo(tick_context);
 
-	set_timeouts(interval_ms);
+	set_lock_timeout();
 	started = GetCurrentTimestamp();
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -522,7 +530,7 @@ run_tick(int j, TimestampTz scheduled)
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, j == OPSDEMO_JOB_INSERT ?
 							   "pg_opsdemo insert tick" : "pg_opsdemo update tick");
-		enable_timeout_after(STATEMENT_TIMEOUT, (int) interval_ms);
+		enable_timeout_after(STATEMENT_TIMEOUT, tick_budget_ms());
 
 		if (!ready_to_write())
 			outcome = TICK_NOT_READY;
@@ -839,7 +847,28 @@ opsdemo_worker_start(PG_FUNCTION_ARGS)
 				 errmsg("cannot start background workers without postmaster"),
 				 errhint("Kill all remaining database processes and restart the database.")));
 	Assert(status == BGWH_STARTED);
-	PG_RETURN_BOOL(true);
+
+	/*
+	 * Started is not yet running: wait until the worker has claimed the
+	 * scheduler slot (or lost it to a concurrent start), so that a second
+	 * call right after this one sees it.
+	 */
+	for (;;)
+	{
+		pid_t		owner;
+
+		SpinLockAcquire(&s->mutex);
+		owner = s->worker_pid;
+		SpinLockRelease(&s->mutex);
+		if (owner != 0)
+			PG_RETURN_BOOL(owner == pid);
+		if (GetBackgroundWorkerPid(handle, &pid) != BGWH_STARTED)
+			PG_RETURN_BOOL(false);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
 }
 
 /*
