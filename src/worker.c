@@ -365,6 +365,32 @@ subscription_of_t1(Oid t1_relid)
 	return subname;
 }
 
+/*
+ * Are jobs registered by opsdemo_schedule_cron() active in this database?
+ * The worker must not run the same jobs a second time: someone switched
+ * opsdemo.scheduler back to worker without opsdemo_unschedule_cron().
+ */
+static bool
+cron_jobs_active(void)
+{
+	bool		active;
+	int			ret;
+
+	if (!OidIsValid(get_extension_oid("pg_cron", true)))
+		return false;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ret = SPI_execute("SELECT 1 FROM cron.job WHERE active AND jobname IN "
+					  "('opsdemo_insert_tick', 'opsdemo_update_tick') LIMIT 1",
+					  true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "pg_cron job lookup failed: %s", SPI_result_code_string(ret));
+	active = SPI_processed > 0;
+	SPI_finish();
+	return active;
+}
+
 /* Inside the tick's transaction: may the jobs write here? */
 static bool
 ready_to_write(void)
@@ -385,6 +411,13 @@ ready_to_write(void)
 	{
 		set_state(WARNING, "refused: this node is a logical replica of t1 (subscription \"%s\"); "
 				  "set opsdemo.force_on_subscriber = on to write anyway", subname);
+		return false;
+	}
+
+	if (cron_jobs_active())
+	{
+		set_state(WARNING, "refused: the jobs are scheduled in pg_cron too; "
+				  "run opsdemo_unschedule_cron() to leave them to the worker");
 		return false;
 	}
 
