@@ -35,9 +35,12 @@ include $(PGXS)
 CONTRIB_TESTDB   = opsdemo_regress
 ISOLATION_TESTDB = opsdemo_isolation
 
-.PHONY: test lab bench
+.PHONY: test lab bench bench-scheduler
 test:
 	test/run-tests
 
 bench:
 	bench/generate
+
+bench-scheduler:
+	bench/scheduler
