@@ -35,12 +35,13 @@ include $(PGXS)
 CONTRIB_TESTDB   = opsdemo_regress
 ISOLATION_TESTDB = opsdemo_isolation
 
-.PHONY: test lab bench bench-scheduler
+.PHONY: test lab bench
 test:
 	test/run-tests
 
 bench:
 	bench/generate
 
+.PHONY: bench-scheduler
 bench-scheduler:
 	bench/scheduler

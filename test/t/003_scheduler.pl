@@ -250,7 +250,7 @@ my $pkglibdir = `pg_config --pkglibdir`;
 chomp $pkglibdir;
 SKIP:
 {
-	skip 'pg_cron is not installed', 4 unless -e "$pkglibdir/pg_cron.so";
+	skip 'pg_cron is not installed', 7 unless -e "$pkglibdir/pg_cron.so";
 
 	my $cron = PostgreSQL::Test::Cluster->new('cron');
 	$cron->init;
@@ -298,6 +298,23 @@ EOC
 			q{SELECT bool_and(state = 'idle: opsdemo.scheduler is "pg_cron"' AND runs = 0) }
 			  . 'FROM opsdemo_status()'),
 		'with opsdemo.scheduler = pg_cron the worker stays idle');
+
+	# Switched back to the worker while the pg_cron jobs still exist (made
+	# by hand here, so that this works with any pg_cron version): the
+	# worker refuses to run the jobs a second time until they are gone.
+	$cron->safe_psql('ops',
+		"SELECT cron.schedule('opsdemo_update_tick', '* * * * *', 'SELECT 1')");
+	$cron->safe_psql('ops',
+		"ALTER SYSTEM SET opsdemo.scheduler = 'worker'; SELECT pg_reload_conf()");
+	ok( $cron->poll_query_until(
+			'ops',
+			q{SELECT bool_and(state LIKE 'refused: the jobs are scheduled in pg_cron too%' AND runs = 0) }
+			  . 'FROM opsdemo_status()'),
+		'the worker does not run jobs that pg_cron runs');
+	is($cron->safe_psql('ops', 'SELECT opsdemo_unschedule_cron()'),
+		'1', 'opsdemo_unschedule_cron() removes them');
+	poll_status($cron, "state = 'running' AND runs > 0",
+		'then the worker takes over');
 	$cron->stop;
 }
 
