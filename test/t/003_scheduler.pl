@@ -127,6 +127,24 @@ poll_status($primary, 'consecutive_failures = 0 AND runs > 0',
 is(status_of($primary, 'insert', 'worker_pid'),
 	$pid, 'the same worker process handled the failures');
 
+# A tick slower than the shorter interval is cancelled by statement_timeout.
+$failures = status_of($primary, 'insert', 'failures');
+$primary->safe_psql(
+	'ops', q{
+	CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS
+	  $$ BEGIN PERFORM pg_sleep(30); RETURN NEW; END $$;
+	CREATE TRIGGER slow_insert BEFORE INSERT ON t1
+	  FOR EACH ROW EXECUTE FUNCTION slow_insert()});
+ok( $primary->poll_query_until(
+		'ops',
+		"SELECT failures > $failures AND last_error LIKE '%statement timeout%' "
+		  . "FROM opsdemo_status() WHERE job = 'insert'"),
+	'a tick that takes too long is cancelled by statement_timeout');
+$primary->safe_psql('ops',
+	'DROP TRIGGER slow_insert ON t1; DROP FUNCTION slow_insert()');
+poll_status($primary, 'consecutive_failures = 0',
+	'and the job runs normally once it is fast again');
+
 # t1 renamed: every tick fails with 42P01 until it is back.
 $failures = status_of($primary, 'insert', 'failures');
 $primary->safe_psql('ops', 'ALTER TABLE t1 RENAME TO t1_away');
@@ -172,7 +190,14 @@ ok( $primary->poll_query_until(
 is(status_of($primary, 'insert', 'interval'),
 	'00:00:02', 'the status shows the new interval');
 $primary->safe_psql('ops',
-	"ALTER SYSTEM RESET opsdemo.insert_interval; SELECT pg_reload_conf()");
+	"ALTER SYSTEM SET opsdemo.insert_batch_size = 3; SELECT pg_reload_conf()"
+);
+ok( $primary->poll_query_until(
+		'ops', 'SELECT count(*) > 0 FROM (SELECT date FROM t1 GROUP BY date HAVING count(*) = 3) b'),
+	'opsdemo.insert_batch_size = 3 inserts three rows per run');
+$primary->safe_psql('ops',
+	"ALTER SYSTEM RESET opsdemo.insert_interval; "
+	  . "ALTER SYSTEM RESET opsdemo.insert_batch_size; SELECT pg_reload_conf()");
 
 # ---- hot standby: idle, then promoted: works ------------------------------
 
