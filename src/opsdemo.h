@@ -141,6 +141,8 @@ typedef struct OpsdemoShared
 	pid_t		worker_pid;
 	Latch	   *worker_latch;
 	bool		stop_requested;
+	bool		connecting;		/* inside BackgroundWorkerInitializeConnection */
+	bool		connect_failed; /* ... and the last attempt died there */
 	char		state[OPSDEMO_STATE_LEN];
 	OpsdemoJobState jobs[OPSDEMO_NJOBS];
 } OpsdemoShared;

@@ -31,6 +31,7 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -41,6 +42,7 @@
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -641,6 +643,9 @@ worker_detach(int code, Datum arg)
 	{
 		s->worker_pid = 0;
 		s->worker_latch = NULL;
+		if (s->connecting)
+			s->connect_failed = true;
+		s->connecting = false;
 	}
 	SpinLockRelease(&s->mutex);
 }
@@ -683,6 +688,64 @@ sleep_ms(long ms)
 	CHECK_FOR_INTERRUPTS();
 }
 
+/*
+ * The last start could not connect (FATAL: the database or the role does
+ * not exist, typically because the server was started before the lab
+ * created them).  Rather than failing again every RESTART_SECONDS, wait
+ * connected to no database, where the shared catalogs can still be read,
+ * until both exist; then exit so that the postmaster starts us again, and
+ * the next start connects.
+ */
+static void
+wait_for_database(void)
+{
+	opsdemo_set_state("connecting");
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	for (;;)
+	{
+		bool		database_exists;
+		bool		role_exists;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (stop_requested())
+		{
+			opsdemo_set_state("stopped");
+			proc_exit(0);
+		}
+
+		StartTransactionCommand();
+		database_exists = OidIsValid(get_database_oid(opsdemo_database, true));
+		role_exists = opsdemo_role[0] == '\0' ||
+			OidIsValid(get_role_oid(opsdemo_role, true));
+		CommitTransactionCommand();
+
+		if (database_exists && role_exists)
+		{
+			OpsdemoShared *s = opsdemo_shared();
+
+			SpinLockAcquire(&s->mutex);
+			s->connect_failed = false;
+			SpinLockRelease(&s->mutex);
+			ereport(LOG,
+					(errmsg("pg_opsdemo scheduler restarts to connect to database \"%s\"",
+							opsdemo_database)));
+			proc_exit(1);
+		}
+		if (!database_exists)
+			set_state(LOG, "waiting: database \"%s\" does not exist",
+					  opsdemo_database);
+		else
+			set_state(LOG, "waiting: role \"%s\" does not exist", opsdemo_role);
+		sleep_ms(IDLE_RECHECK_MS);
+	}
+}
+
 /* Next due time of job j after a run that had "outcome". */
 static void
 advance_after_run(int j, TimestampTz scheduled, TickOutcome outcome)
@@ -714,6 +777,7 @@ void
 opsdemo_worker_main(Datum main_arg)
 {
 	OpsdemoShared *s;
+	bool		connect_failed;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -736,6 +800,7 @@ opsdemo_worker_main(Datum main_arg)
 	}
 	s->worker_pid = MyProcPid;
 	s->worker_latch = MyLatch;
+	connect_failed = s->connect_failed;
 	SpinLockRelease(&s->mutex);
 	before_shmem_exit(worker_detach, (Datum) 0);
 
@@ -744,11 +809,19 @@ opsdemo_worker_main(Datum main_arg)
 										 ALLOCSET_DEFAULT_SIZES);
 	connected_database = MemoryContextStrdup(TopMemoryContext, opsdemo_database);
 	connected_role = MemoryContextStrdup(TopMemoryContext, opsdemo_role);
-	opsdemo_set_state("connecting");
+	if (connect_failed)
+		wait_for_database();
 
+	opsdemo_set_state("connecting");
+	SpinLockAcquire(&s->mutex);
+	s->connecting = true;
+	SpinLockRelease(&s->mutex);
 	BackgroundWorkerInitializeConnection(connected_database,
 										 connected_role[0] != '\0' ? connected_role : NULL,
 										 0);
+	SpinLockAcquire(&s->mutex);
+	s->connecting = false;
+	SpinLockRelease(&s->mutex);
 	pgstat_report_appname("pg_opsdemo scheduler");
 
 	for (;;)

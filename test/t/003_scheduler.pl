@@ -35,7 +35,11 @@ $primary->init(allows_streaming => 'logical');
 $primary->append_conf('postgresql.conf', $scheduler_conf);
 $primary->start;
 
-# Before CREATE EXTENSION the worker waits instead of failing.
+# opsdemo.database does not exist yet: one failed connection, then the
+# worker waits quietly until it does.
+$primary->wait_for_log(
+	qr/pg_opsdemo scheduler: waiting: database "ops" does not exist/);
+pass('without its database the worker waits, and says so in the log');
 $primary->safe_psql('postgres', 'CREATE DATABASE ops');
 ok( $primary->poll_query_until(
 		'postgres',
@@ -46,6 +50,9 @@ $primary->wait_for_log(
 	qr/pg_opsdemo scheduler: waiting: extension "pg_opsdemo" is not installed in database "ops"/
 );
 pass('before CREATE EXTENSION the worker waits, and says so in the log');
+my $log = slurp_file($primary->logfile);
+my $fatals = () = $log =~ /FATAL:  database "ops" does not exist/g;
+is($fatals, 1, 'the missing database made exactly one connection attempt fail');
 $primary->safe_psql('ops', 'CREATE EXTENSION pg_opsdemo');
 
 # ---- about 20 s of normal operation -------------------------------------
