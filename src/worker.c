@@ -114,19 +114,13 @@ static char *connected_role = NULL;
 static TimestampTz last_purge = 0;
 static bool history_warning_logged = false;
 
-static const char *
-scheduler_name(int scheduler)
+const char *
+opsdemo_scheduler_name(int scheduler)
 {
 	for (const struct config_enum_entry *e = scheduler_options; e->name; e++)
 		if (e->val == scheduler)
 			return e->name;
 	return "unknown";
-}
-
-const char *
-opsdemo_scheduler_name(int scheduler)
-{
-	return scheduler_name(scheduler);
 }
 
 static void
@@ -847,7 +841,7 @@ opsdemo_worker_main(Datum main_arg)
 		if (opsdemo_scheduler != OPSDEMO_SCHEDULER_WORKER)
 		{
 			set_state(LOG, "idle: opsdemo.scheduler is \"%s\"",
-					  scheduler_name(opsdemo_scheduler));
+					  opsdemo_scheduler_name(opsdemo_scheduler));
 			idle_schedule(now);
 			sleep_ms(IDLE_RECHECK_MS);
 			continue;
@@ -931,7 +925,7 @@ opsdemo_worker_start(PG_FUNCTION_ARGS)
 	if (opsdemo_scheduler != OPSDEMO_SCHEDULER_WORKER)
 		ereport(NOTICE,
 				(errmsg("opsdemo.scheduler is \"%s\": the worker stays idle until it is \"worker\"",
-						scheduler_name(opsdemo_scheduler))));
+						opsdemo_scheduler_name(opsdemo_scheduler))));
 
 	fill_worker(&worker);
 	worker.bgw_notify_pid = MyProcPid;
