@@ -361,3 +361,12 @@ REVOKE ALL ON FUNCTION @extschema@.opsdemo_unschedule_cron() FROM PUBLIC;
 
 COMMENT ON FUNCTION @extschema@.opsdemo_unschedule_cron() IS
 'remove the jobs opsdemo_schedule_cron() registered; returns how many it removed';
+
+CREATE FUNCTION @extschema@.opsdemo_cron_tick(job text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'opsdemo_cron_tick'
+LANGUAGE C VOLATILE STRICT;
+REVOKE ALL ON FUNCTION @extschema@.opsdemo_cron_tick(text) FROM PUBLIC;
+
+COMMENT ON FUNCTION @extschema@.opsdemo_cron_tick(text) IS
+'what the pg_cron jobs run: the insert or update job body, counted in opsdemo_status() and recorded in opsdemo_job_history';

@@ -53,6 +53,25 @@ SELECT sqlstate_of('SET opsdemo.scheduler = off') AS set_scheduler_in_session;
 SELECT opsdemo_schedule_cron();
 SELECT opsdemo_unschedule_cron() AS removed;
 
+-- what the pg_cron jobs run: the job bodies, counted and recorded
+SELECT sum(runs) AS runs_before FROM opsdemo_status() \gset
+SELECT opsdemo_cron_tick('insert') AS inserted_id \gset
+SELECT count(*) = 1 AS one_row, bool_and(id = :inserted_id) AS returned_id,
+       bool_and(status = 0) AS pending
+  FROM t1;
+SELECT opsdemo_cron_tick('update') = (:inserted_id % 2 = floor(extract(second FROM now()))::int % 2)::int
+       AS flipped_by_parity_of_now;
+SELECT job, scheduler, ok, scheduled_at <= started_at AS ordered, error
+  FROM opsdemo_job_history ORDER BY job;
+SELECT sum(runs) - :runs_before AS new_runs FROM opsdemo_status();
+SELECT opsdemo_cron_tick('vacuum');
+ALTER TABLE t1 RENAME TO t1_away;
+SELECT opsdemo_cron_tick('update');
+SELECT failures > 0 AS counted, last_error
+  FROM opsdemo_status() WHERE job = 'update';
+ALTER TABLE t1_away RENAME TO t1;
+SELECT count(*) AS history_rows FROM opsdemo_job_history;
+
 -- privileges: only the owner / superuser and whoever they grant may control
 -- the scheduler; pg_monitor may read its state
 CREATE ROLE regress_opsdemo_nobody;
@@ -63,6 +82,7 @@ SELECT sqlstate_of('SELECT opsdemo_worker_start()') AS start,
        sqlstate_of('SELECT opsdemo_status()') AS status,
        sqlstate_of('SELECT opsdemo_schedule_cron()') AS schedule,
        sqlstate_of('SELECT opsdemo_unschedule_cron()') AS unschedule,
+       sqlstate_of('SELECT opsdemo_cron_tick(''insert'')') AS cron_tick,
        sqlstate_of('SELECT * FROM opsdemo_job_history') AS history;
 SET ROLE regress_opsdemo_monitor;
 SELECT sqlstate_of('SELECT opsdemo_worker_stop()') AS stop,

@@ -8,9 +8,11 @@
  * expressions, so there we refuse and point at the built-in worker instead
  * of registering a job that runs once a minute.
  *
- * The jobs call the same SQL functions a user would; they run with pg_cron's
- * own timing (an interval since the previous start, not wall-clock slots),
- * so the update job takes its parity from now().
+ * The jobs call opsdemo_cron_tick(job), which runs the same job bodies and
+ * keeps opsdemo_status() and opsdemo_job_history up to date, so both
+ * schedulers are observed the same way.  pg_cron has its own timing (an
+ * interval since the previous start, not wall-clock slots), so the update
+ * job takes its parity from now().
  *
  *-------------------------------------------------------------------------
  */
@@ -21,11 +23,13 @@
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/timestamp.h"
 
 #include "opsdemo.h"
 
 PG_FUNCTION_INFO_V1(opsdemo_schedule_cron);
 PG_FUNCTION_INFO_V1(opsdemo_unschedule_cron);
+PG_FUNCTION_INFO_V1(opsdemo_cron_tick);
 
 #define CRON_JOB_INSERT		"opsdemo_insert_tick"
 #define CRON_JOB_UPDATE		"opsdemo_update_tick"
@@ -131,10 +135,10 @@ opsdemo_schedule_cron(PG_FUNCTION_ARGS)
 	nspname = quote_identifier(get_namespace_name(opsdemo_schema_oid()));
 	schedule_job(CRON_JOB_INSERT,
 				 seconds_schedule("opsdemo.insert_interval", opsdemo_insert_interval),
-				 psprintf("SELECT %s.opsdemo_insert_tick()", nspname));
+				 psprintf("SELECT %s.opsdemo_cron_tick('insert')", nspname));
 	schedule_job(CRON_JOB_UPDATE,
 				 seconds_schedule("opsdemo.update_interval", opsdemo_update_interval),
-				 psprintf("SELECT %s.opsdemo_update_tick()", nspname));
+				 psprintf("SELECT %s.opsdemo_cron_tick('update')", nspname));
 
 	SPI_finish();
 	PG_RETURN_INT32(2);
@@ -170,4 +174,126 @@ opsdemo_unschedule_cron(PG_FUNCTION_ARGS)
 
 	SPI_finish();
 	PG_RETURN_INT32(removed);
+}
+
+static void
+record_cron_run(int j, TimestampTz at, TimestampTz started, int64 duration_us,
+				int64 result)
+{
+	Oid			argtypes[6] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+	INTERVALOID, INT8OID, INT4OID};
+	Datum		args[6];
+	Interval   *duration = palloc0(sizeof(Interval));
+	StringInfoData sql;
+	int			ret;
+
+	if (opsdemo_history_retention == 0)
+		return;
+
+	duration->time = duration_us;
+	args[0] = CStringGetTextDatum(opsdemo_job_names[j]);
+	args[1] = TimestampTzGetDatum(at);
+	args[2] = TimestampTzGetDatum(started);
+	args[3] = IntervalPGetDatum(duration);
+	args[4] = Int64GetDatum(result);
+	args[5] = Int32GetDatum(opsdemo_history_retention);
+
+	/*
+	 * Each run trims the history itself: pg_cron runs every job in a new
+	 * session, so there is no process to remember when it last did.  The
+	 * index on started_at makes that a short range scan.
+	 */
+	initStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "WITH purged AS (DELETE FROM %1$s.opsdemo_job_history "
+					 "WHERE started_at < now() - make_interval(secs => $6)) "
+					 "INSERT INTO %1$s.opsdemo_job_history "
+					 "(job, scheduler, scheduled_at, started_at, duration, ok, result) "
+					 "VALUES ($1, 'pg_cron', $2, $3, $4, true, $5)",
+					 quote_identifier(get_namespace_name(opsdemo_schema_oid())));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ret = SPI_execute_with_args(sql.data, 6, argtypes, args, NULL, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "history insert failed: %s", SPI_result_code_string(ret));
+	SPI_finish();
+}
+
+/*
+ * opsdemo_cron_tick(job text) returns bigint
+ *
+ * What the pg_cron jobs run: the insert job body (opsdemo.insert_batch_size
+ * rows dated at the statement's start; returns the last id) or the update
+ * job body (parity of now(); returns rows flipped), counted in
+ * opsdemo_status() and recorded in opsdemo_job_history.  A failed run is
+ * counted in opsdemo_status(); its history row would roll back with it, so
+ * pg_cron's job_run_details is where its message stays.
+ */
+Datum
+opsdemo_cron_tick(PG_FUNCTION_ARGS)
+{
+	char	   *job = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	OpsdemoShared *s = opsdemo_shared();
+	TimestampTz started = GetCurrentTimestamp();
+	MemoryContext oldcontext = CurrentMemoryContext;
+	volatile int64 result = 0;
+	volatile int64 duration_us = 0;
+	int			j;
+
+	if (strcmp(job, "insert") == 0)
+		j = OPSDEMO_JOB_INSERT;
+	else if (strcmp(job, "update") == 0)
+		j = OPSDEMO_JOB_UPDATE;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown job \"%s\"", job),
+				 errhint("The jobs are \"insert\" and \"update\".")));
+
+	PG_TRY();
+	{
+		TimestampTz at;
+
+		if (j == OPSDEMO_JOB_INSERT)
+		{
+			at = GetCurrentStatementStartTimestamp();
+			result = opsdemo_insert_rows(at, opsdemo_insert_batch_size);
+		}
+		else
+		{
+			at = GetCurrentTransactionStartTimestamp();
+			result = opsdemo_update_rows(at);
+		}
+		duration_us = GetCurrentTimestamp() - started;
+		record_cron_run(j, at, started, duration_us, result);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		/* Shared memory is not rolled back: count the failure, re-throw. */
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		SpinLockAcquire(&s->mutex);
+		s->jobs[j].runs++;
+		s->jobs[j].failures++;
+		s->jobs[j].consecutive_failures++;
+		s->jobs[j].last_start = started;
+		s->jobs[j].last_duration_us = GetCurrentTimestamp() - started;
+		snprintf(s->jobs[j].last_error, OPSDEMO_ERROR_LEN, "%s (SQLSTATE %s)",
+				 edata->message, unpack_sql_state(edata->sqlerrcode));
+		SpinLockRelease(&s->mutex);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	SpinLockAcquire(&s->mutex);
+	s->jobs[j].runs++;
+	s->jobs[j].consecutive_failures = 0;
+	s->jobs[j].last_start = started;
+	s->jobs[j].last_duration_us = duration_us;
+	s->jobs[j].last_result = result;
+	SpinLockRelease(&s->mutex);
+
+	PG_RETURN_INT64(result);
 }

@@ -110,6 +110,8 @@ typedef enum OpsdemoScheduler
 extern int	opsdemo_scheduler;
 extern int	opsdemo_insert_interval;
 extern int	opsdemo_update_interval;
+extern int	opsdemo_insert_batch_size;
+extern int	opsdemo_history_retention;
 
 extern void opsdemo_worker_init(void);
 extern const char *opsdemo_scheduler_name(int scheduler);

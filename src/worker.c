@@ -80,8 +80,8 @@ int			opsdemo_insert_interval = 5000;
 int			opsdemo_update_interval = 3000;
 static char *opsdemo_database = NULL;
 static char *opsdemo_role = NULL;
-static int	opsdemo_insert_batch_size = 1;
-static int	opsdemo_history_retention = 86400;
+int			opsdemo_insert_batch_size = 1;
+int			opsdemo_history_retention = 86400;
 static bool opsdemo_force_on_subscriber = false;
 
 static const struct config_enum_entry scheduler_options[] = {

@@ -144,7 +144,8 @@ opsdemo_status(PG_FUNCTION_ARGS)
 		}
 		else
 			nulls[8] = nulls[9] = true;
-		if (job->next_due != 0 && copy.worker_pid != 0)
+		if (job->next_due != 0 && copy.worker_pid != 0 &&
+			scheduler == OPSDEMO_SCHEDULER_WORKER)
 			values[10] = TimestampTzGetDatum(job->next_due);
 		else
 			nulls[10] = true;
