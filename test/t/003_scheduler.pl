@@ -310,6 +310,11 @@ EOC
 				"SELECT count(*) >= 2 AND count(*) FILTER (WHERE status = 1) > 0 FROM t1"
 			),
 			'pg_cron runs the insert and update jobs');
+		ok( $cron->poll_query_until(
+				'ops',
+				"SELECT count(DISTINCT job) = 2 FROM opsdemo_job_history WHERE scheduler = 'pg_cron'"
+			),
+			'its runs are recorded in the history');
 		is($cron->safe_psql('ops', 'SELECT opsdemo_unschedule_cron()'),
 			'2', 'both jobs unscheduled');
 	}
