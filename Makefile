@@ -9,7 +9,8 @@ OBJS        = src/module.o \
               src/partitions.o \
               src/generate.o \
               src/rowgen.o \
-              src/jobs.o
+              src/jobs.o \
+              src/mv_sum.o
 DATA        = pg_opsdemo--1.0.sql
 PGFILEDESC  = "pg_opsdemo - partitioned operations table, bulk generator and jobs"
 

@@ -18,5 +18,5 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
-	/* GUCs and the background worker are registered here (scheduler issue). */
+	opsdemo_mv_sum_init();
 }

@@ -93,4 +93,7 @@ extern bool opsdemo_partition_exists_for(Oid nspid, TimestampTz at);
 extern void opsdemo_check_range(TimestampTz from, TimestampTz to,
 							   const char *what);
 
+/* mv_sum.c: incremental maintenance of mv_sum */
+extern void opsdemo_mv_sum_init(void);
+
 #endif							/* OPSDEMO_H */
