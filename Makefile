@@ -33,9 +33,12 @@ include $(PGXS)
 CONTRIB_TESTDB   = opsdemo_regress
 ISOLATION_TESTDB = opsdemo_isolation
 
-.PHONY: test lab bench
+.PHONY: test lab bench bench-mv-sum
 test:
 	test/run-tests
 
 bench:
 	bench/generate
+
+bench-mv-sum:
+	bench/mv_sum
