@@ -10,7 +10,10 @@ OBJS        = src/module.o \
               src/generate.o \
               src/rowgen.o \
               src/jobs.o \
-              src/mv_sum.o
+              src/mv_sum.o \
+              src/worker.o \
+              src/worker_state.o \
+              src/cron.o
 DATA        = pg_opsdemo--1.0.sql
 PGFILEDESC  = "pg_opsdemo - partitioned operations table, bulk generator and jobs"
 

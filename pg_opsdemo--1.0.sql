@@ -387,3 +387,87 @@ LANGUAGE C VOLATILE;
 
 COMMENT ON FUNCTION @extschema@.opsdemo_update_tick(timestamptz) IS
 'the 3-second job: set status 1 on pending rows with even ids if the seconds of "at" are even, odd ids otherwise; returns rows flipped';
+
+--------------------------------------------------------------------------
+-- Scheduler: background worker and pg_cron mode
+--------------------------------------------------------------------------
+
+-- One row per run of a job by the built-in worker.  The worker deletes
+-- rows older than opsdemo.history_retention (pg_cron's job_run_details is
+-- never trimmed by itself).
+CREATE TABLE @extschema@.opsdemo_job_history (
+    job           text NOT NULL,
+    scheduler     text NOT NULL,
+    scheduled_at  timestamptz NOT NULL,
+    started_at    timestamptz NOT NULL,
+    duration      interval NOT NULL,
+    ok            boolean NOT NULL,
+    result        bigint,
+    error         text
+);
+CREATE INDEX opsdemo_job_history_started_at
+    ON @extschema@.opsdemo_job_history (started_at);
+REVOKE ALL ON @extschema@.opsdemo_job_history FROM PUBLIC;
+GRANT SELECT ON @extschema@.opsdemo_job_history TO pg_monitor;
+
+COMMENT ON TABLE @extschema@.opsdemo_job_history IS
+'runs of the insert and update jobs by the built-in scheduler; kept for opsdemo.history_retention';
+
+CREATE FUNCTION @extschema@.opsdemo_worker_start()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'opsdemo_worker_start'
+LANGUAGE C VOLATILE STRICT;
+REVOKE ALL ON FUNCTION @extschema@.opsdemo_worker_start() FROM PUBLIC;
+
+COMMENT ON FUNCTION @extschema@.opsdemo_worker_start() IS
+'start the built-in scheduler as a background worker; false if it is already running';
+
+CREATE FUNCTION @extschema@.opsdemo_worker_stop()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'opsdemo_worker_stop'
+LANGUAGE C VOLATILE STRICT;
+REVOKE ALL ON FUNCTION @extschema@.opsdemo_worker_stop() FROM PUBLIC;
+
+COMMENT ON FUNCTION @extschema@.opsdemo_worker_stop() IS
+'stop the built-in scheduler after its current tick, until opsdemo_worker_start() or a restart; false if it was not running';
+
+CREATE FUNCTION @extschema@.opsdemo_status(
+    OUT job text,
+    OUT scheduler text,
+    OUT state text,
+    OUT worker_pid int,
+    OUT "interval" interval,
+    OUT runs bigint,
+    OUT failures bigint,
+    OUT skipped bigint,
+    OUT last_start timestamptz,
+    OUT last_duration interval,
+    OUT next_due timestamptz,
+    OUT last_error text,
+    OUT consecutive_failures bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'opsdemo_status'
+LANGUAGE C VOLATILE STRICT;
+REVOKE ALL ON FUNCTION @extschema@.opsdemo_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.opsdemo_status() TO pg_monitor;
+
+COMMENT ON FUNCTION @extschema@.opsdemo_status() IS
+'state of the built-in scheduler, one row per job, from shared memory';
+
+CREATE FUNCTION @extschema@.opsdemo_schedule_cron()
+RETURNS integer
+AS 'MODULE_PATHNAME', 'opsdemo_schedule_cron'
+LANGUAGE C VOLATILE STRICT;
+REVOKE ALL ON FUNCTION @extschema@.opsdemo_schedule_cron() FROM PUBLIC;
+
+COMMENT ON FUNCTION @extschema@.opsdemo_schedule_cron() IS
+'register the insert and update jobs with pg_cron (1.5 or later); returns the number of jobs';
+
+CREATE FUNCTION @extschema@.opsdemo_unschedule_cron()
+RETURNS integer
+AS 'MODULE_PATHNAME', 'opsdemo_unschedule_cron'
+LANGUAGE C VOLATILE STRICT;
+REVOKE ALL ON FUNCTION @extschema@.opsdemo_unschedule_cron() FROM PUBLIC;
+
+COMMENT ON FUNCTION @extschema@.opsdemo_unschedule_cron() IS
+'remove the jobs opsdemo_schedule_cron() registered; returns how many it removed';

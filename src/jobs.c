@@ -94,25 +94,17 @@ ensure_current_partitions(Oid nspid, Oid relid, TimestampTz at)
 }
 
 /*
- * opsdemo_insert_tick() returns bigint
- *
- * Inserts one operation with status 0 dated at the statement's start time
- * and returns its id.
+ * Inserts "nrows" operations with status 0 dated "at" and returns the id of
+ * the last one.  Shared by the SQL function and the built-in worker.
  */
-Datum
-opsdemo_insert_tick(PG_FUNCTION_ARGS)
+int64
+opsdemo_insert_rows(TimestampTz at, int nrows)
 {
 	Oid			nspid = opsdemo_schema_oid();
 	Oid			relid = opsdemo_t1_relid(nspid);
-	TimestampTz at = GetCurrentStatementStartTimestamp();
-	OpsdemoOperation op;
-	pg_uuid_t	guid;
 	Oid			argtypes[4] = {TIMESTAMPTZOID, NUMERICOID, UUIDOID, JSONBOID};
-	Datum		args[4];
 	SPIPlanPtr	plan;
-	bool		isnull;
-	int64		id;
-	int			ret;
+	int64		id = 0;
 
 	ensure_current_partitions(nspid, relid, at);
 
@@ -128,44 +120,63 @@ opsdemo_insert_tick(PG_FUNCTION_ARGS)
 		tick_rng_seeded = true;
 	}
 
-	opsdemo_operation_draw(&tick_rng, 1000, &op);
-	opsdemo_guid_make(at, opsdemo_rng_next(&tick_rng),
-					  opsdemo_rng_next(&tick_rng), &guid);
-	args[0] = TimestampTzGetDatum(at);
-	args[1] = opsdemo_operation_amount(&op);
-	args[2] = UUIDPGetDatum(&guid);
-	args[3] = opsdemo_operation_message(&op);
-
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	plan = tick_plan(&insert_plan, nspid,
 					 "INSERT INTO %s.t1 (date, amount, status, operation_guid, message) "
 					 "VALUES ($1, $2, 0, $3, $4) RETURNING id",
 					 4, argtypes);
-	ret = SPI_execute_plan(plan, args, NULL, false, 1);
-	if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
-		elog(ERROR, "insert tick failed: %s", SPI_result_code_string(ret));
-	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									 SPI_tuptable->tupdesc, 1, &isnull));
+	for (int i = 0; i < nrows; i++)
+	{
+		OpsdemoOperation op;
+		pg_uuid_t	guid;
+		Datum		args[4];
+		bool		isnull;
+		int			ret;
+
+		opsdemo_operation_draw(&tick_rng, 1000, &op);
+		opsdemo_guid_make(at, opsdemo_rng_next(&tick_rng),
+						  opsdemo_rng_next(&tick_rng), &guid);
+		args[0] = TimestampTzGetDatum(at);
+		args[1] = opsdemo_operation_amount(&op);
+		args[2] = UUIDPGetDatum(&guid);
+		args[3] = opsdemo_operation_message(&op);
+
+		ret = SPI_execute_plan(plan, args, NULL, false, 1);
+		if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+			elog(ERROR, "insert tick failed: %s", SPI_result_code_string(ret));
+		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 1, &isnull));
+		SPI_freetuptable(SPI_tuptable);
+	}
 	SPI_finish();
 
-	PG_RETURN_INT64(id);
+	return id;
 }
 
 /*
- * opsdemo_update_tick(at timestamptz default now()) returns bigint
+ * opsdemo_insert_tick() returns bigint
  *
+ * Inserts one operation with status 0 dated at the statement's start time
+ * and returns its id.
+ */
+Datum
+opsdemo_insert_tick(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(opsdemo_insert_rows(GetCurrentStatementStartTimestamp(), 1));
+}
+
+/*
  * Flips status 0 -> 1 for even ids when the seconds of "at" are even, for
  * odd ids otherwise; returns the number of rows flipped.  Only pending rows
  * are read, through the partial index on (id % 2) WHERE status = 0: a
  * sequential scan is disabled for the statement because every pending row
  * is in that index, however stale the planner's statistics are.
  */
-Datum
-opsdemo_update_tick(PG_FUNCTION_ARGS)
+int64
+opsdemo_update_rows(TimestampTz at)
 {
 	Oid			nspid;
-	TimestampTz at;
 	int64		whole_seconds;
 	Oid			argtypes[1] = {INT4OID};
 	Datum		args[1];
@@ -174,11 +185,6 @@ opsdemo_update_tick(PG_FUNCTION_ARGS)
 	int			ret;
 	uint64		flipped;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("tick time must not be NULL")));
-	at = PG_GETARG_TIMESTAMPTZ(0);
 	if (TIMESTAMP_NOT_FINITE(at))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
@@ -215,5 +221,18 @@ opsdemo_update_tick(PG_FUNCTION_ARGS)
 
 	AtEOXact_GUC(true, save_nestlevel);
 
-	PG_RETURN_INT64((int64) flipped);
+	return (int64) flipped;
+}
+
+/*
+ * opsdemo_update_tick(at timestamptz default now()) returns bigint
+ */
+Datum
+opsdemo_update_tick(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tick time must not be NULL")));
+	PG_RETURN_INT64(opsdemo_update_rows(PG_GETARG_TIMESTAMPTZ(0)));
 }

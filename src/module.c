@@ -19,4 +19,5 @@ void
 _PG_init(void)
 {
 	opsdemo_mv_sum_init();
+	opsdemo_worker_init();
 }

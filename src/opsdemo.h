@@ -12,6 +12,8 @@
 
 #include "datatype/timestamp.h"
 #include "fmgr.h"
+#include "storage/latch.h"
+#include "storage/spin.h"
 #include "utils/relcache.h"
 #include "utils/uuid.h"
 
@@ -110,5 +112,61 @@ extern void opsdemo_check_range(TimestampTz from, TimestampTz to,
 
 /* mv_sum.c: incremental maintenance of mv_sum */
 extern void opsdemo_mv_sum_init(void);
+
+/* jobs.c: the job bodies, called by the SQL functions and the worker */
+extern int64 opsdemo_insert_rows(TimestampTz at, int nrows);
+extern int64 opsdemo_update_rows(TimestampTz at);
+
+/* worker.c: scheduler GUCs and the built-in background worker */
+typedef enum OpsdemoScheduler
+{
+	OPSDEMO_SCHEDULER_WORKER,
+	OPSDEMO_SCHEDULER_PG_CRON,
+	OPSDEMO_SCHEDULER_OFF
+} OpsdemoScheduler;
+
+extern int	opsdemo_scheduler;
+extern int	opsdemo_insert_interval;
+extern int	opsdemo_update_interval;
+
+extern void opsdemo_worker_init(void);
+extern const char *opsdemo_scheduler_name(int scheduler);
+
+/* worker_state.c: the worker's state in shared memory */
+#define OPSDEMO_JOB_INSERT		0
+#define OPSDEMO_JOB_UPDATE		1
+#define OPSDEMO_NJOBS			2
+#define OPSDEMO_ERROR_LEN		256
+#define OPSDEMO_STATE_LEN		256
+
+typedef struct OpsdemoJobState
+{
+	int64		interval_ms;
+	int64		runs;
+	int64		failures;
+	int64		skipped;
+	int64		consecutive_failures;
+	int64		last_result;
+	TimestampTz last_start;
+	int64		last_duration_us;
+	TimestampTz next_due;
+	char		last_error[OPSDEMO_ERROR_LEN];
+} OpsdemoJobState;
+
+typedef struct OpsdemoShared
+{
+	slock_t		mutex;
+	pid_t		worker_pid;
+	Latch	   *worker_latch;
+	bool		stop_requested;
+	char		state[OPSDEMO_STATE_LEN];
+	OpsdemoJobState jobs[OPSDEMO_NJOBS];
+} OpsdemoShared;
+
+extern const char *const opsdemo_job_names[OPSDEMO_NJOBS];
+
+extern void opsdemo_shmem_request(void);
+extern OpsdemoShared *opsdemo_shared(void);
+extern void opsdemo_set_state(const char *fmt,...) pg_attribute_printf(1, 2);
 
 #endif							/* OPSDEMO_H */

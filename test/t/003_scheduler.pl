@@ -1,0 +1,304 @@
+# The built-in scheduler seen from outside: it inserts and flips on its
+# wall-clock slots, survives termination and failing ticks, follows
+# configuration reloads, idles on a hot standby until promotion, refuses
+# to write on a logical replica of t1, and the pg_cron mode says what
+# the installed pg_cron can do.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $scheduler_conf = <<'EOC';
+shared_preload_libraries = 'pg_opsdemo'
+opsdemo.database = 'ops'
+EOC
+
+sub status_of
+{
+	my ($node, $job, $column) = @_;
+	return $node->safe_psql('ops',
+		"SELECT $column FROM opsdemo_status() WHERE job = '$job'");
+}
+
+sub poll_status
+{
+	my ($node, $condition, $what) = @_;
+	ok( $node->poll_query_until(
+			'ops', "SELECT bool_and($condition) FROM opsdemo_status()"),
+		$what);
+}
+
+my $primary = PostgreSQL::Test::Cluster->new('primary');
+$primary->init(allows_streaming => 'logical');
+$primary->append_conf('postgresql.conf', $scheduler_conf);
+$primary->start;
+
+# Before CREATE EXTENSION the worker waits instead of failing.
+$primary->safe_psql('postgres', 'CREATE DATABASE ops');
+ok( $primary->poll_query_until(
+		'postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity "
+		  . "WHERE backend_type = 'pg_opsdemo scheduler' AND datname = 'ops'"),
+	'the worker connects to opsdemo.database');
+$primary->wait_for_log(
+	qr/pg_opsdemo scheduler: waiting: extension "pg_opsdemo" is not installed in database "ops"/
+);
+pass('before CREATE EXTENSION the worker waits, and says so in the log');
+$primary->safe_psql('ops', 'CREATE EXTENSION pg_opsdemo');
+
+# ---- about 20 s of normal operation -------------------------------------
+
+poll_status($primary,
+	"runs >= CASE job WHEN 'insert' THEN 4 ELSE 7 END AND failures = 0",
+	'both jobs run repeatedly without failures');
+my $checks = $primary->safe_psql(
+	'ops', q{
+	SELECT
+	  -- every run sits on a slot of its interval
+	  bool_and(extract(epoch FROM scheduled_at)::numeric
+	           % CASE job WHEN 'insert' THEN 5 ELSE 3 END = 0),
+	  -- no slot ran twice
+	  count(*) = count(DISTINCT (job, scheduled_at)),
+	  bool_and(ok)
+	FROM opsdemo_job_history});
+is($checks, 't|t|t', 'runs on multiples of 5 s and 3 s, none twice, all ok');
+
+# The insert job inserted one row per run; the update job flipped exactly
+# the rows it reported.
+my $rows = $primary->safe_psql(
+	'ops', q{
+	SELECT (SELECT count(*) FROM t1)
+	       = (SELECT count(*) FROM opsdemo_job_history WHERE job = 'insert'),
+	       (SELECT count(*) FROM t1 WHERE status = 1)
+	       = (SELECT sum(result) FROM opsdemo_job_history WHERE job = 'update')});
+is($rows, 't|t', 'one row per insert run; flipped rows = rows reported');
+
+# Parity comes from the slot: a row of parity p dated before the last
+# update slot of parity p has been flipped, and consecutive slots
+# alternate between even and odd.
+my $parity = $primary->safe_psql(
+	'ops', q{
+	WITH u AS (
+	  SELECT scheduled_at,
+	         extract(epoch FROM scheduled_at)::bigint % 2 AS p,
+	         lag(scheduled_at) OVER (ORDER BY scheduled_at) AS prev_at,
+	         lag(extract(epoch FROM scheduled_at)::bigint % 2)
+	           OVER (ORDER BY scheduled_at) AS prev_p
+	    FROM opsdemo_job_history WHERE job = 'update')
+	SELECT (SELECT count(DISTINCT p) FROM u),
+	       (SELECT bool_and(p <> prev_p) FROM u
+	         WHERE scheduled_at - prev_at = interval '3 s'),
+	       (SELECT count(*) FROM t1
+	          JOIN (SELECT p, max(scheduled_at) AS last_at FROM u GROUP BY p) l
+	            ON t1.id % 2 = l.p
+	         WHERE t1.date < l.last_at AND t1.status = 0)});
+is($parity, '2|t|0',
+	'both parities used, consecutive slots alternate, nothing left behind');
+
+# ---- pg_terminate_backend: it comes back ---------------------------------
+
+my $pid = status_of($primary, 'insert', 'worker_pid');
+my $runs = status_of($primary, 'insert', 'runs');
+my $pm_start = $primary->safe_psql('ops', 'SELECT pg_postmaster_start_time()');
+$primary->safe_psql('ops', "SELECT pg_terminate_backend($pid)");
+poll_status($primary,
+	"worker_pid IS NOT NULL AND worker_pid <> $pid "
+	  . "AND (job <> 'insert' OR runs > $runs)",
+	'a terminated worker is started again and goes on');
+
+# ---- failing ticks: the worker survives and recovers ---------------------
+
+# A lock the ticks cannot get: lock_timeout fails them.
+$pid = status_of($primary, 'insert', 'worker_pid');
+my $failures = status_of($primary, 'update', 'failures');
+my $locker = $primary->background_psql('ops');
+$locker->query_safe('BEGIN; LOCK TABLE t1 IN ACCESS EXCLUSIVE MODE');
+ok( $primary->poll_query_until(
+		'ops',
+		"SELECT failures > $failures AND last_error LIKE '%lock timeout%' "
+		  . "FROM opsdemo_status() WHERE job = 'update'"),
+	'a tick blocked by a lock fails with lock_timeout');
+$locker->query_safe('ROLLBACK');
+$locker->quit;
+poll_status($primary, 'consecutive_failures = 0 AND runs > 0',
+	'after the lock is gone both jobs succeed again');
+is(status_of($primary, 'insert', 'worker_pid'),
+	$pid, 'the same worker process handled the failures');
+
+# t1 renamed: every tick fails with 42P01 until it is back.
+$failures = status_of($primary, 'insert', 'failures');
+$primary->safe_psql('ops', 'ALTER TABLE t1 RENAME TO t1_away');
+ok( $primary->poll_query_until(
+		'ops',
+		"SELECT failures > $failures AND last_error LIKE '%(SQLSTATE 42P01)' "
+		  . "FROM opsdemo_status() WHERE job = 'insert'"),
+	'ticks fail while t1 is missing; the error is kept in the status');
+ok( $primary->poll_query_until(
+		'ops',
+		"SELECT count(*) > 0 FROM opsdemo_job_history "
+		  . "WHERE NOT ok AND error LIKE '%42P01%'"),
+	'the failure is in the history');
+$primary->safe_psql('ops', 'ALTER TABLE t1_away RENAME TO t1');
+poll_status($primary, 'consecutive_failures = 0',
+	'the jobs recover once t1 is back (after back-off)');
+
+# This month's partition dropped: the insert job creates it again.
+my $month = $primary->safe_psql('ops',
+	"SELECT format('t1_%s', to_char(now() AT TIME ZONE 'UTC', 'YYYY_MM'))");
+$primary->safe_psql('ops', "DROP TABLE $month");
+ok( $primary->poll_query_until(
+		'ops',
+		"SELECT count(*) > 0 FROM opsdemo_partitions WHERE partition = '$month'"
+	),
+	'a dropped current partition is created again by the insert job');
+ok( $primary->poll_query_until(
+		'ops', "SELECT count(*) > 0 FROM $month WHERE status = 0 OR status = 1"),
+	'new rows land in it');
+is( $primary->safe_psql('ops', 'SELECT pg_postmaster_start_time()'),
+	$pm_start, 'the cluster never restarted');
+
+# ---- SIGHUP: a new interval takes effect without a restart ---------------
+
+$primary->safe_psql('ops',
+	"ALTER SYSTEM SET opsdemo.insert_interval = '2s'; SELECT pg_reload_conf()"
+);
+ok( $primary->poll_query_until(
+		'ops',
+		"SELECT count(*) > 0 FROM opsdemo_job_history WHERE job = 'insert' "
+		  . "AND extract(epoch FROM scheduled_at)::numeric % 5 <> 0"),
+	'after a reload the insert job runs on 2 s slots');
+is(status_of($primary, 'insert', 'interval'),
+	'00:00:02', 'the status shows the new interval');
+$primary->safe_psql('ops',
+	"ALTER SYSTEM RESET opsdemo.insert_interval; SELECT pg_reload_conf()");
+
+# ---- hot standby: idle, then promoted: works ------------------------------
+
+$primary->backup('bk');
+my $standby = PostgreSQL::Test::Cluster->new('standby');
+$standby->init_from_backup($primary, 'bk', has_streaming => 1);
+$standby->start;
+ok( $standby->poll_query_until(
+		'ops',
+		"SELECT bool_and(state = 'idle: hot standby, waiting for promotion') "
+		  . "FROM opsdemo_status()"),
+	'on a hot standby the worker idles');
+is($standby->safe_psql('ops', 'SELECT sum(runs) FROM opsdemo_status()'),
+	'0', 'and runs nothing');
+$standby->promote;
+poll_status($standby, "state = 'running' AND runs > 0",
+	'after promotion it runs, without a restart');
+$standby->stop;
+
+# ---- logical replica of t1: refuses unless forced ------------------------
+
+# Inserts only: how updates of t1 replicate (replica identity) is the
+# lab's business, not the scheduler's.
+$primary->safe_psql('ops',
+	"CREATE PUBLICATION pub_t1 FOR TABLE t1 "
+	  . "WITH (publish = 'insert', publish_via_partition_root)");
+my $replica = PostgreSQL::Test::Cluster->new('replica');
+$replica->init;
+$replica->append_conf('postgresql.conf', $scheduler_conf);
+$replica->start;
+$replica->safe_psql('postgres', 'CREATE DATABASE ops');
+$replica->safe_psql('ops', 'CREATE EXTENSION pg_opsdemo');
+my $pub = $primary->connstr . ' dbname=ops';
+$replica->safe_psql('ops',
+	"CREATE SUBSCRIPTION sub_t1 CONNECTION '$pub' PUBLICATION pub_t1");
+ok( $replica->poll_query_until(
+		'ops',
+		"SELECT bool_and(state LIKE 'refused: this node is a logical replica of t1 (subscription \"sub_t1\")%') "
+		  . "FROM opsdemo_status()"),
+	'on a subscriber of t1 the worker refuses to write');
+$primary->wait_for_catchup('sub_t1');
+is( $replica->safe_psql(
+		'ops',
+		'SELECT sum(runs), (SELECT count(*) FROM opsdemo_job_history) FROM opsdemo_status()'
+	),
+	'0|0',
+	'and runs nothing');
+is($replica->safe_psql('ops', 'SELECT count(*) > 0 FROM t1'),
+	't', 'while the replicated rows arrive');
+$replica->safe_psql('ops',
+	"ALTER SYSTEM SET opsdemo.force_on_subscriber = on; SELECT pg_reload_conf()"
+);
+poll_status($replica, "state = 'running' AND runs > 0",
+	'opsdemo.force_on_subscriber = on lets it write');
+$replica->stop;
+
+# ---- stop and start from SQL ---------------------------------------------
+
+is($primary->safe_psql('ops', 'SELECT opsdemo_worker_stop()'),
+	't', 'opsdemo_worker_stop() stops the running worker');
+is( $primary->safe_psql(
+		'ops',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler'"
+	),
+	'0',
+	'no scheduler process is left');
+is($primary->safe_psql('ops', 'SELECT opsdemo_worker_start()'),
+	't', 'opsdemo_worker_start() starts it again');
+poll_status($primary, "state = 'running'", 'and it runs the jobs');
+$primary->stop;
+
+# ---- pg_cron mode ----------------------------------------------------------
+
+my $pkglibdir = `pg_config --pkglibdir`;
+chomp $pkglibdir;
+SKIP:
+{
+	skip 'pg_cron is not installed', 4 unless -e "$pkglibdir/pg_cron.so";
+
+	my $cron = PostgreSQL::Test::Cluster->new('cron');
+	$cron->init;
+	$cron->append_conf(
+		'postgresql.conf', <<'EOC');
+shared_preload_libraries = 'pg_cron,pg_opsdemo'
+cron.database_name = 'ops'
+opsdemo.database = 'ops'
+opsdemo.scheduler = 'pg_cron'
+EOC
+	$cron->start;
+	$cron->safe_psql('postgres', 'CREATE DATABASE ops');
+	$cron->safe_psql('ops', 'CREATE EXTENSION pg_cron');
+	$cron->safe_psql('ops', 'CREATE EXTENSION pg_opsdemo');
+	my $version = $cron->safe_psql('ops',
+		"SELECT extversion FROM pg_extension WHERE extname = 'pg_cron'");
+	my ($major, $minor) = $version =~ /^(\d+)\.(\d+)/;
+
+	if ($major > 1 || ($major == 1 && $minor >= 5))
+	{
+		is($cron->safe_psql('ops', 'SELECT opsdemo_schedule_cron()'),
+			'2', "pg_cron $version: both jobs scheduled");
+		ok( $cron->poll_query_until(
+				'ops',
+				"SELECT count(*) >= 2 AND count(*) FILTER (WHERE status = 1) > 0 FROM t1"
+			),
+			'pg_cron runs the insert and update jobs');
+		is($cron->safe_psql('ops', 'SELECT opsdemo_unschedule_cron()'),
+			'2', 'both jobs unscheduled');
+	}
+	else
+	{
+		my ($ret, $stdout, $stderr) =
+		  $cron->psql('ops', 'SELECT opsdemo_schedule_cron()');
+		isnt($ret, 0, "pg_cron $version: opsdemo_schedule_cron() fails");
+		like(
+			$stderr,
+			qr/ERROR:  pg_cron \Q$version\E cannot run jobs every few seconds/,
+			'the error says why');
+		like($stderr, qr/HINT:  Use the built-in scheduler/,
+			'and names the built-in worker');
+	}
+	ok( $cron->poll_query_until(
+			'ops',
+			q{SELECT bool_and(state = 'idle: opsdemo.scheduler is "pg_cron"' AND runs = 0) }
+			  . 'FROM opsdemo_status()'),
+		'with opsdemo.scheduler = pg_cron the worker stays idle');
+	$cron->stop;
+}
+
+done_testing();
