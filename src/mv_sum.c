@@ -32,7 +32,11 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_subscription.h"
+#include "catalog/pg_subscription_rel.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "common/hashfn.h"
@@ -41,6 +45,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -364,6 +369,38 @@ group_delta_cmp(const void *a, const void *b)
 						 &(*(GroupDelta *const *) b)->key);
 }
 
+/*
+ * mv_sum copied in by logical replication and maintained here from t1's
+ * changes would count every change twice: refuse rather than drift.
+ */
+static void
+check_not_subscribed(Oid relid)
+{
+	Relation	rel = table_open(SubscriptionRelRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	Oid			subid = InvalidOid;
+
+	ScanKeyInit(&key, Anum_pg_subscription_rel_srrelid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(relid));
+	scan = systable_beginscan(rel, SubscriptionRelSrrelidSrsubidIndexId, true,
+							  NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+		subid = ((Form_pg_subscription_rel) GETSTRUCT(tuple))->srsubid;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	if (OidIsValid(subid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("mv_sum is both replicated into this node and maintained from t1's changes"),
+				 errdetail("Subscription \"%s\" copies mv_sum; counting t1's changes here as well would count them twice.",
+						   get_subscription_name(subid, false)),
+				 errhint("Publish t1 alone: every node keeps its own mv_sum from t1's changes.")));
+}
+
 static SPIPlanPtr
 prepare_saved(const char *fmt, const char *nspname, int nargs, Oid *argtypes)
 {
@@ -400,6 +437,8 @@ apply_to_mv_sum(GroupDelta **deltas, int ndeltas)
 	OpsdemoSavedUser saved_user;
 	int			ret;
 	int			i;
+
+	check_not_subscribed(relid);
 
 	for (i = 0; i < ndeltas; i++)
 	{

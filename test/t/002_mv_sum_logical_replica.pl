@@ -96,4 +96,28 @@ replica_matches('TRUNCATE');
 is($replica->safe_psql('ops', 'SELECT count(*) FROM mv_sum'), '0',
 	'replica mv_sum is empty after TRUNCATE');
 
+# Publishing mv_sum as well would count every change twice: the subscriber
+# refuses with a clear error instead of drifting, and goes on once the
+# extra subscription is gone (rebuild repairs what it copied meanwhile).
+$primary->safe_psql('ops', 'CREATE PUBLICATION pub_mv_sum FOR TABLE mv_sum');
+$replica->safe_psql('ops',
+	"CREATE SUBSCRIPTION sub_mv_sum CONNECTION '$connstr' PUBLICATION pub_mv_sum "
+	  . 'WITH (copy_data = false)');
+$replica->poll_query_until('ops',
+	"SELECT count(*) = 1 FROM pg_subscription_rel WHERE srrelid = 'mv_sum'::regclass")
+  or die 'mv_sum did not become a subscribed table';
+my $log_offset = -s $replica->logfile;
+$primary->safe_psql('ops',
+	"INSERT INTO t1 (amount, status, message) VALUES (4.25, 1, "
+	  . "'{\"account_number\": \"A5\", \"client_id\": 5, \"operation_type\": \"online\"}')");
+ok( $replica->wait_for_log(
+		qr/ERROR:  mv_sum is both replicated into this node and maintained from t1's changes/,
+		$log_offset),
+	'a replica whose mv_sum is also subscribed refuses to count t1 changes into it');
+$replica->safe_psql('ops', 'DROP SUBSCRIPTION sub_mv_sum');
+$primary->safe_psql('ops', 'DROP PUBLICATION pub_mv_sum');
+caught_up();
+$replica->safe_psql('ops', 'SELECT opsdemo_mv_sum_rebuild()');
+replica_matches('after the mv_sum subscription is dropped');
+
 done_testing();
