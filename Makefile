@@ -10,6 +10,7 @@ OBJS        = src/module.o \
               src/generate.o \
               src/rowgen.o \
               src/jobs.o \
+              src/mv_sum.o \
               src/worker.o \
               src/worker_state.o \
               src/cron.o
@@ -35,7 +36,7 @@ include $(PGXS)
 CONTRIB_TESTDB   = opsdemo_regress
 ISOLATION_TESTDB = opsdemo_isolation
 
-.PHONY: test lab bench
+.PHONY: test lab bench bench-mv-sum
 test:
 	test/run-tests
 
@@ -45,3 +46,6 @@ bench:
 .PHONY: bench-scheduler
 bench-scheduler:
 	bench/scheduler
+
+bench-mv-sum:
+	bench/mv_sum

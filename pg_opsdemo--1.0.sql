@@ -27,7 +27,7 @@ COMMENT ON FUNCTION @extschema@.opsdemo_guid_time(uuid) IS
 -- t1: the operations table
 --------------------------------------------------------------------------
 
--- Indexes live on the partitions, not on t1 (see opsdemo_partition_index):
+-- Indexes live on the partitions, not on t1 (see opsdemo_partition_prepare):
 -- t1 belongs to the extension, so pg_restore recreates it, indexes and
 -- all, before it attaches the dumped partitions; parent-level indexes would
 -- then be built twice and the restore would fail.
@@ -53,15 +53,41 @@ CREATE TABLE @extschema@.t1 (
         CHECK (operation_type IN ('online', 'offline'))
 ) PARTITION BY RANGE (date);
 
+-- Publishing t1 with publish_via_partition_root sends changes as t1's, and
+-- t1 has no index to serve as replica identity (see above); FULL marks every
+-- column as identity, so a subscriber can match rows by its partitions'
+-- primary keys.  The partitions keep their default identity (the primary
+-- key), so the WAL carries only (id, date) of old rows.
+ALTER TABLE @extschema@.t1 REPLICA IDENTITY FULL;
+
 COMMENT ON TABLE @extschema@.t1 IS
 'operations, partitioned by UTC month of date; see opsdemo_partitions_ensure()';
 COMMENT ON CONSTRAINT t1_operation_guid_encodes_date ON @extschema@.t1 IS
 'operation_guid must be an operation GUID for this row''s date: use opsdemo_guid(date) or omit both columns';
 
--- Every partition's indexes.  Uniqueness of operation_guid across t1 comes
--- from the CHECK above: equal GUIDs have equal dates, so they always meet
--- in one partition's unique index on (operation_guid, date).
-CREATE FUNCTION @extschema@.opsdemo_partition_index(part regclass)
+-- mv_sum maintenance (src/mv_sum.c): row triggers record each changed
+-- row's contribution; the deltas reach mv_sum at commit, sorted by group.
+CREATE FUNCTION @extschema@.opsdemo_mv_sum_row_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'opsdemo_mv_sum_row_trigger'
+LANGUAGE C;
+
+CREATE FUNCTION @extschema@.opsdemo_mv_sum_statement_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'opsdemo_mv_sum_statement_trigger'
+LANGUAGE C;
+
+CREATE FUNCTION @extschema@.opsdemo_mv_sum_truncate_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'opsdemo_mv_sum_truncate_trigger'
+LANGUAGE C;
+
+-- Every partition's indexes and TRUNCATE trigger.  Uniqueness of
+-- operation_guid across t1 comes from the CHECK above: equal GUIDs have
+-- equal dates, so they always meet in one partition's unique index on
+-- (operation_guid, date).  Row triggers need nothing here: PostgreSQL
+-- clones t1's to every partition.
+CREATE FUNCTION @extschema@.opsdemo_partition_prepare(part regclass)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -76,14 +102,47 @@ BEGIN
     -- The update job reads only pending rows, by id parity.
     EXECUTE format('CREATE INDEX %I ON %s ((id %% 2)) WHERE status = 0',
                    name || '_pending_idx', part);
+    -- TRUNCATE fires no row triggers, and statement triggers are not
+    -- cloned to partitions: each partition takes its groups out of mv_sum.
+    EXECUTE format('CREATE TRIGGER mv_sum_truncate BEFORE TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.opsdemo_mv_sum_truncate_trigger()',
+                   part);
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER mv_sum_truncate', part);
 END
 $$;
 
-REVOKE ALL ON FUNCTION @extschema@.opsdemo_partition_index(regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.opsdemo_partition_prepare(regclass) FROM PUBLIC;
+
+-- ENABLE ALWAYS: a logical replication apply worker fires them too, so a
+-- subscriber keeps its own mv_sum exact from the replicated rows (mv_sum
+-- itself must then not be replicated).  The WHEN clauses keep rows that
+-- cannot change mv_sum (status 0 before and after) out of the trigger
+-- queue altogether.
+CREATE TRIGGER mv_sum_insert AFTER INSERT ON @extschema@.t1
+    FOR EACH ROW WHEN (NEW.status = 1)
+    EXECUTE FUNCTION @extschema@.opsdemo_mv_sum_row_trigger();
+CREATE TRIGGER mv_sum_update AFTER UPDATE ON @extschema@.t1
+    FOR EACH ROW
+    WHEN ((OLD.status = 1 OR NEW.status = 1)
+          AND (OLD.status, OLD.amount, OLD.client_id, OLD.operation_type)
+              IS DISTINCT FROM (NEW.status, NEW.amount, NEW.client_id, NEW.operation_type))
+    EXECUTE FUNCTION @extschema@.opsdemo_mv_sum_row_trigger();
+CREATE TRIGGER mv_sum_delete AFTER DELETE ON @extschema@.t1
+    FOR EACH ROW WHEN (OLD.status = 1)
+    EXECUTE FUNCTION @extschema@.opsdemo_mv_sum_row_trigger();
+-- Only for opsdemo.mv_sum_apply = statement; correctness never depends on
+-- it (statement triggers do not fire in an apply worker).
+CREATE TRIGGER mv_sum_statement AFTER INSERT OR UPDATE OR DELETE ON @extschema@.t1
+    FOR EACH STATEMENT
+    EXECUTE FUNCTION @extschema@.opsdemo_mv_sum_statement_trigger();
+ALTER TABLE @extschema@.t1 ENABLE ALWAYS TRIGGER mv_sum_insert;
+ALTER TABLE @extschema@.t1 ENABLE ALWAYS TRIGGER mv_sum_update;
+ALTER TABLE @extschema@.t1 ENABLE ALWAYS TRIGGER mv_sum_delete;
+ALTER TABLE @extschema@.t1 ENABLE ALWAYS TRIGGER mv_sum_statement;
 
 -- Catches dates that have no monthly partition, so inserts never fail.
 CREATE TABLE @extschema@.t1_default PARTITION OF @extschema@.t1 DEFAULT;
-SELECT @extschema@.opsdemo_partition_index('@extschema@.t1_default');
+SELECT @extschema@.opsdemo_partition_prepare('@extschema@.t1_default');
 
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.t1_default', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.t1_id_seq', '');
@@ -103,8 +162,26 @@ CREATE TABLE @extschema@.mv_sum (
 COMMENT ON TABLE @extschema@.mv_sum IS
 'sum(amount) and count(*) of t1 rows with status = 1, per client_id and operation_type';
 
-SELECT pg_catalog.pg_extension_config_dump('@extschema@.mv_sum', '');
+-- Not dumped: pg_restore loads t1's rows through the triggers above,
+-- which rebuild mv_sum; dumped rows would be counted twice.
 
+CREATE FUNCTION @extschema@.opsdemo_mv_sum_flush()
+RETURNS integer
+AS 'MODULE_PATHNAME', 'opsdemo_mv_sum_flush'
+LANGUAGE C VOLATILE STRICT;
+
+COMMENT ON FUNCTION @extschema@.opsdemo_mv_sum_flush() IS
+'apply this transaction''s pending t1 changes to mv_sum now instead of at commit; returns the groups written';
+
+-- Internal: forgets the pending deltas that a recompute is about to cover.
+CREATE FUNCTION @extschema@.opsdemo_mv_sum_absorb()
+RETURNS void
+AS 'MODULE_PATHNAME', 'opsdemo_mv_sum_absorb'
+LANGUAGE C VOLATILE STRICT;
+
+REVOKE ALL ON FUNCTION @extschema@.opsdemo_mv_sum_absorb() FROM PUBLIC;
+
+-- Rewrites all of mv_sum: the caller needs mv_sum's owner's rights.
 CREATE FUNCTION @extschema@.opsdemo_mv_sum_rebuild()
 RETURNS bigint
 LANGUAGE plpgsql
@@ -113,8 +190,10 @@ AS $$
 DECLARE
     groups bigint;
 BEGIN
-    -- Block concurrent writers of mv_sum, not its readers.
+    -- Block concurrent writers of mv_sum (their commits would apply deltas
+    -- to rows we are replacing), not its readers.
     LOCK TABLE @extschema@.mv_sum IN EXCLUSIVE MODE;
+    PERFORM @extschema@.opsdemo_mv_sum_absorb();
     DELETE FROM @extschema@.mv_sum;
     INSERT INTO @extschema@.mv_sum (client_id, operation_type, total_sum, row_count)
     SELECT client_id, operation_type, sum(amount), count(*)
@@ -128,6 +207,37 @@ $$;
 
 COMMENT ON FUNCTION @extschema@.opsdemo_mv_sum_rebuild() IS
 'recompute mv_sum from t1; returns the number of groups';
+
+CREATE FUNCTION @extschema@.opsdemo_mv_sum_verify()
+RETURNS TABLE (client_id bigint, operation_type text,
+               mv_total_sum numeric, mv_row_count bigint,
+               t1_total_sum numeric, t1_row_count bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- Compare what this transaction will commit, not what it has so far.
+    PERFORM @extschema@.opsdemo_mv_sum_flush();
+    RETURN QUERY
+    WITH actual AS (
+        SELECT t.client_id, t.operation_type, sum(t.amount) AS total_sum,
+               count(*) AS row_count
+          FROM @extschema@.t1 t
+         WHERE t.status = 1
+         GROUP BY t.client_id, t.operation_type)
+    SELECT coalesce(m.client_id, a.client_id), coalesce(m.operation_type, a.operation_type),
+           m.total_sum, m.row_count, a.total_sum, a.row_count
+      FROM @extschema@.mv_sum m
+      FULL JOIN actual a
+        ON a.client_id = m.client_id AND a.operation_type = m.operation_type
+     WHERE m.total_sum IS DISTINCT FROM a.total_sum
+        OR m.row_count IS DISTINCT FROM a.row_count
+     ORDER BY 1, 2;
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.opsdemo_mv_sum_verify() IS
+'groups where mv_sum differs from the aggregate of t1 (none when exact)';
 
 --------------------------------------------------------------------------
 -- Partition management
@@ -181,7 +291,7 @@ BEGIN
             EXECUTE format('CREATE TABLE %s.%I (LIKE @extschema@.t1 INCLUDING DEFAULTS '
                            'INCLUDING GENERATED INCLUDING CONSTRAINTS INCLUDING STORAGE)',
                            '@extschema@', part_name);
-            PERFORM @extschema@.opsdemo_partition_index(
+            PERFORM @extschema@.opsdemo_partition_prepare(
                 format('%s.%I', '@extschema@', part_name)::regclass);
             EXECUTE format('ALTER TABLE @extschema@.t1 ATTACH PARTITION %s.%I '
                            'FOR VALUES FROM (%L) TO (%L)',

@@ -29,6 +29,18 @@ SELECT enumvals FROM pg_settings WHERE name = 'opsdemo.scheduler';
 -- start and stop without shared_preload_libraries; both are idempotent
 SELECT opsdemo_worker_start() AS started;
 SELECT opsdemo_worker_start() AS started_again;
+-- the worker holds its slot before it shows in pg_stat_activity: wait (up to
+-- 30 s) until it does
+DO $$
+BEGIN
+    FOR i IN 1..300 LOOP
+        PERFORM pg_stat_clear_snapshot();
+        EXIT WHEN EXISTS (SELECT 1 FROM pg_stat_activity
+                           WHERE backend_type = 'pg_opsdemo scheduler');
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END
+$$;
 SELECT count(*) AS scheduler_processes
   FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler';
 SELECT DISTINCT worker_pid IS NOT NULL AS has_pid FROM opsdemo_status();

@@ -18,5 +18,6 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	opsdemo_mv_sum_init();
 	opsdemo_worker_init();
 }

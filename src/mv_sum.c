@@ -1,0 +1,832 @@
+/*-------------------------------------------------------------------------
+ *
+ * mv_sum.c
+ *	  Keeps mv_sum (sum and count of t1's status = 1 rows per client_id and
+ *	  operation_type) exact from the changed rows only.
+ *
+ * Row triggers on t1 (cloned to every partition, ENABLE ALWAYS so that a
+ * logical replication apply worker fires them too) add each row's effect to
+ * a per-transaction table of deltas, one entry per group.  The deltas are
+ * applied to mv_sum in one statement, sorted by group, when the transaction
+ * commits (or, with opsdemo.mv_sum_apply = statement, when each statement on
+ * t1 ends).  Consequences:
+ *
+ *	- cost per changed row is a hash lookup and a numeric addition; cost per
+ *	  transaction is one upsert of the touched groups, so a bulk flip of
+ *	  millions of rows writes at most one mv_sum row per group;
+ *	- writers lock mv_sum rows in one global order, and only from commit
+ *	  onwards, so writers touching the same groups never deadlock on mv_sum;
+ *	- no transition tables, so COPY keeps its multi-insert path (it falls
+ *	  back to one row at a time for INSERT transition tables on a
+ *	  partitioned target), and statement triggers are not needed for
+ *	  correctness (they never fire in an apply worker).
+ *
+ * Deltas are tracked per subtransaction: rows changed in a subtransaction
+ * that rolls back are forgotten, and deltas applied inside a subtransaction
+ * that rolls back become pending again.
+ *
+ * TRUNCATE has no rows to trigger on: each partition gets a BEFORE TRUNCATE
+ * trigger (opsdemo_partition_prepare) that subtracts the partition's groups.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/pg_subscription.h"
+#include "catalog/pg_subscription_rel.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "opsdemo.h"
+
+#define OPSDEMO_MV_SUM_TABLE_NAME	"mv_sum"
+
+/* opsdemo.mv_sum_apply */
+typedef enum MvSumApply
+{
+	MV_SUM_APPLY_COMMIT,
+	MV_SUM_APPLY_STATEMENT
+}			MvSumApply;
+
+static const struct config_enum_entry mv_sum_apply_options[] = {
+	{"commit", MV_SUM_APPLY_COMMIT, false},
+	{"statement", MV_SUM_APPLY_STATEMENT, false},
+	{NULL, 0, false}
+};
+
+static int	mv_sum_apply = MV_SUM_APPLY_COMMIT;
+
+/* One group's change.  The key's text is owned by the entry's frame. */
+typedef struct GroupKey
+{
+	int64		client_id;
+	const char *operation_type;
+} GroupKey;
+
+typedef struct GroupDelta
+{
+	GroupKey	key;			/* must be first */
+	Numeric		sum;
+	int64		count;
+} GroupDelta;
+
+/*
+ * The deltas of the rows one subtransaction changed.  While pending,
+ * applied_in is invalid; once applied by a subtransaction other than the
+ * one that recorded them, the frame is kept so that rolling back the
+ * applying subtransaction makes it pending again.
+ */
+typedef struct DeltaFrame
+{
+	SubTransactionId recorded_in;
+	SubTransactionId applied_in;
+	HTAB	   *groups;
+	MemoryContext cxt;
+	struct DeltaFrame *next;
+} DeltaFrame;
+
+/* All frames of the current transaction, newest first; NULL when none. */
+static DeltaFrame *frames = NULL;
+static MemoryContext frames_cxt = NULL;
+
+/* Column numbers of t1's columns, per relation (partitions may differ). */
+typedef struct RelColumns
+{
+	Oid			relid;			/* hash key */
+	AttrNumber	att_amount;
+	AttrNumber	att_status;
+	AttrNumber	att_client_id;
+	AttrNumber	att_operation_type;
+} RelColumns;
+
+static HTAB *rel_columns = NULL;
+
+/* Saved plans of the apply statements and the mv_sum they were made for. */
+static SPIPlanPtr upsert_plan = NULL;
+static SPIPlanPtr delete_empty_plan = NULL;
+static Oid	plans_relid = InvalidOid;
+
+PG_FUNCTION_INFO_V1(opsdemo_mv_sum_row_trigger);
+PG_FUNCTION_INFO_V1(opsdemo_mv_sum_statement_trigger);
+PG_FUNCTION_INFO_V1(opsdemo_mv_sum_truncate_trigger);
+PG_FUNCTION_INFO_V1(opsdemo_mv_sum_flush);
+PG_FUNCTION_INFO_V1(opsdemo_mv_sum_absorb);
+
+/* ---- group hash table ------------------------------------------------- */
+
+static uint32
+group_hash(const void *key, Size keysize)
+{
+	const GroupKey *k = (const GroupKey *) key;
+
+	return hash_combine(hash_bytes_uint32((uint32) k->client_id ^
+										  (uint32) (k->client_id >> 32)),
+						string_hash(k->operation_type, NAMEDATALEN));
+}
+
+static int
+group_compare(const GroupKey *a, const GroupKey *b)
+{
+	if (a->client_id != b->client_id)
+		return a->client_id < b->client_id ? -1 : 1;
+	return strcmp(a->operation_type, b->operation_type);
+}
+
+static int
+group_match(const void *key1, const void *key2, Size keysize)
+{
+	return group_compare((const GroupKey *) key1, (const GroupKey *) key2);
+}
+
+/* ---- frames ----------------------------------------------------------- */
+
+static void
+frame_free(DeltaFrame *frame)
+{
+	MemoryContextDelete(frame->cxt);
+	pfree(frame);
+}
+
+static DeltaFrame *
+frame_new(SubTransactionId subid)
+{
+	DeltaFrame *frame;
+	HASHCTL		ctl;
+
+	if (frames_cxt == NULL)
+		frames_cxt = AllocSetContextCreate(TopTransactionContext,
+										   "opsdemo mv_sum deltas",
+										   ALLOCSET_DEFAULT_SIZES);
+	frame = MemoryContextAllocZero(frames_cxt, sizeof(DeltaFrame));
+	frame->recorded_in = subid;
+	frame->applied_in = InvalidSubTransactionId;
+	frame->cxt = AllocSetContextCreate(frames_cxt, "opsdemo mv_sum frame",
+									   ALLOCSET_DEFAULT_SIZES);
+	ctl.keysize = sizeof(GroupKey);
+	ctl.entrysize = sizeof(GroupDelta);
+	ctl.hash = group_hash;
+	ctl.match = group_match;
+	ctl.hcxt = frame->cxt;
+	frame->groups = hash_create("opsdemo mv_sum group deltas", 64, &ctl,
+								HASH_ELEM | HASH_FUNCTION | HASH_COMPARE |
+								HASH_CONTEXT);
+	frame->next = frames;
+	frames = frame;
+	return frame;
+}
+
+/* Removes the frames for which drop() says so. */
+static void
+frames_remove_if(bool (*drop) (DeltaFrame *, SubTransactionId),
+				 SubTransactionId subid)
+{
+	DeltaFrame **link = &frames;
+
+	while (*link != NULL)
+	{
+		DeltaFrame *frame = *link;
+
+		if (drop(frame, subid))
+		{
+			*link = frame->next;
+			frame_free(frame);
+		}
+		else
+			link = &frame->next;
+	}
+}
+
+static bool
+recorded_in_subxact(DeltaFrame *frame, SubTransactionId subid)
+{
+	return frame->recorded_in == subid;
+}
+
+static bool
+applied_where_recorded(DeltaFrame *frame, SubTransactionId subid)
+{
+	return frame->applied_in == frame->recorded_in;
+}
+
+/*
+ * Adds sum and count to the group's delta in the current subtransaction's
+ * frame, or subtracts them when negative is set.
+ */
+static void
+add_delta(int64 client_id, const char *operation_type, Numeric sum,
+		  int64 count, bool negative)
+{
+	SubTransactionId subid = GetCurrentSubTransactionId();
+	DeltaFrame *frame = frames;
+	GroupKey	key;
+	GroupDelta *entry;
+	bool		found;
+	MemoryContext oldcxt;
+	Numeric		old;
+
+	if (frame == NULL || frame->recorded_in != subid ||
+		frame->applied_in != InvalidSubTransactionId)
+		frame = frame_new(subid);
+
+	key.client_id = client_id;
+	key.operation_type = operation_type;
+	entry = hash_search(frame->groups, &key, HASH_ENTER, &found);
+
+	oldcxt = MemoryContextSwitchTo(frame->cxt);
+	if (!found)
+	{
+		/* The key must outlive the caller's string. */
+		entry->key.operation_type = pstrdup(operation_type);
+		entry->sum = int64_to_numeric(0);
+		entry->count = 0;
+	}
+	old = entry->sum;
+	entry->sum = DatumGetNumeric(DirectFunctionCall2(negative ? numeric_sub : numeric_add,
+													 NumericGetDatum(old),
+													 NumericGetDatum(sum)));
+	pfree(old);
+	entry->count += negative ? -count : count;
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/* ---- transaction callbacks -------------------------------------------- */
+
+static void mv_sum_apply_pending(void);
+
+static void
+mv_sum_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			if (frames != NULL)
+				mv_sum_apply_pending();
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			/* The memory went with TopTransactionContext. */
+			frames = NULL;
+			frames_cxt = NULL;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+mv_sum_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	DeltaFrame *frame;
+
+	if (frames == NULL)
+		return;
+
+	switch (event)
+	{
+		case SUBXACT_EVENT_ABORT_SUB:
+			/* Its row changes are gone, and so are its writes to mv_sum. */
+			frames_remove_if(recorded_in_subxact, mySubid);
+			for (frame = frames; frame != NULL; frame = frame->next)
+				if (frame->applied_in == mySubid)
+					frame->applied_in = InvalidSubTransactionId;
+			break;
+		case SUBXACT_EVENT_COMMIT_SUB:
+			for (frame = frames; frame != NULL; frame = frame->next)
+			{
+				if (frame->recorded_in == mySubid)
+					frame->recorded_in = parentSubid;
+				if (frame->applied_in == mySubid)
+					frame->applied_in = parentSubid;
+			}
+			/* Now nothing can undo the one without the other. */
+			frames_remove_if(applied_where_recorded, InvalidSubTransactionId);
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+mv_sum_relcache_callback(Datum arg, Oid relid)
+{
+	if (rel_columns == NULL)
+		return;
+	if (OidIsValid(relid))
+		(void) hash_search(rel_columns, &relid, HASH_REMOVE, NULL);
+	else
+	{
+		hash_destroy(rel_columns);
+		rel_columns = NULL;
+	}
+}
+
+void
+opsdemo_mv_sum_init(void)
+{
+	DefineCustomEnumVariable("opsdemo.mv_sum_apply",
+							 "When t1's changes reach mv_sum: at commit, or at the end of each statement.",
+							 "\"commit\" locks mv_sum rows only while committing, in one global order, so concurrent writers never deadlock on them; \"statement\" makes a transaction see its own changes in mv_sum.",
+							 &mv_sum_apply,
+							 MV_SUM_APPLY_COMMIT,
+							 mv_sum_apply_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+	RegisterXactCallback(mv_sum_xact_callback, NULL);
+	RegisterSubXactCallback(mv_sum_subxact_callback, NULL);
+	CacheRegisterRelcacheCallback(mv_sum_relcache_callback, (Datum) 0);
+}
+
+/* ---- applying deltas -------------------------------------------------- */
+
+static int
+group_delta_cmp(const void *a, const void *b)
+{
+	return group_compare(&(*(GroupDelta *const *) a)->key,
+						 &(*(GroupDelta *const *) b)->key);
+}
+
+/*
+ * mv_sum copied in by logical replication and maintained here from t1's
+ * changes would count every change twice: refuse rather than drift.
+ */
+static void
+check_not_subscribed(Oid relid)
+{
+	Relation	rel = table_open(SubscriptionRelRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	Oid			subid = InvalidOid;
+
+	ScanKeyInit(&key, Anum_pg_subscription_rel_srrelid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(relid));
+	scan = systable_beginscan(rel, SubscriptionRelSrrelidSrsubidIndexId, true,
+							  NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+		subid = ((Form_pg_subscription_rel) GETSTRUCT(tuple))->srsubid;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	if (OidIsValid(subid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("mv_sum is both replicated into this node and maintained from t1's changes"),
+				 errdetail("Subscription \"%s\" copies mv_sum; counting t1's changes here as well would count them twice.",
+						   get_subscription_name(subid, false)),
+				 errhint("Publish t1 alone: every node keeps its own mv_sum from t1's changes.")));
+}
+
+static SPIPlanPtr
+prepare_saved(const char *fmt, const char *nspname, int nargs, Oid *argtypes)
+{
+	StringInfoData sql;
+	SPIPlanPtr	plan;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, fmt, nspname, nspname);
+	plan = SPI_prepare(sql.data, nargs, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare mv_sum statement: %s",
+			 SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "could not save mv_sum statement");
+	pfree(sql.data);
+	return plan;
+}
+
+/*
+ * Apply the sorted, merged deltas to mv_sum.  Runs as mv_sum's owner, so a
+ * role that may change t1 need not be able to write mv_sum directly.
+ */
+static void
+apply_to_mv_sum(GroupDelta **deltas, int ndeltas)
+{
+	Oid			nspid = opsdemo_schema_oid();
+	Oid			relid = opsdemo_table_relid(nspid, OPSDEMO_MV_SUM_TABLE_NAME);
+	Datum	   *clients = palloc(sizeof(Datum) * ndeltas);
+	Datum	   *types = palloc(sizeof(Datum) * ndeltas);
+	Datum	   *sums = palloc(sizeof(Datum) * ndeltas);
+	Datum	   *counts = palloc(sizeof(Datum) * ndeltas);
+	Datum		args[4];
+	Oid			argtypes[4] = {INT8ARRAYOID, TEXTARRAYOID, NUMERICARRAYOID, INT8ARRAYOID};
+	OpsdemoSavedUser saved_user;
+	int			ret;
+	int			i;
+
+	check_not_subscribed(relid);
+
+	for (i = 0; i < ndeltas; i++)
+	{
+		clients[i] = Int64GetDatum(deltas[i]->key.client_id);
+		types[i] = CStringGetTextDatum(deltas[i]->key.operation_type);
+		sums[i] = NumericGetDatum(deltas[i]->sum);
+		counts[i] = Int64GetDatum(deltas[i]->count);
+	}
+	args[0] = PointerGetDatum(construct_array(clients, ndeltas, INT8OID,
+											  sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[1] = PointerGetDatum(construct_array(types, ndeltas, TEXTOID,
+											  -1, false, TYPALIGN_INT));
+	args[2] = PointerGetDatum(construct_array(sums, ndeltas, NUMERICOID,
+											  -1, false, TYPALIGN_INT));
+	args[3] = PointerGetDatum(construct_array(counts, ndeltas, INT8OID,
+											  sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+
+	opsdemo_become_owner(relid, &saved_user);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	if (plans_relid != relid)
+	{
+		const char *nspname = quote_identifier(get_namespace_name(nspid));
+
+		if (upsert_plan)
+			SPI_freeplan(upsert_plan);
+		if (delete_empty_plan)
+			SPI_freeplan(delete_empty_plan);
+		upsert_plan = delete_empty_plan = NULL;
+		plans_relid = InvalidOid;
+
+		/*
+		 * The input is sorted by group, and INSERT takes the row locks in
+		 * input order: every writer locks mv_sum rows in the same order.
+		 */
+		upsert_plan = prepare_saved(
+									"INSERT INTO %s.mv_sum AS m (client_id, operation_type, total_sum, row_count) "
+									"SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
+									"pg_catalog.unnest($3), pg_catalog.unnest($4)) "
+									"ON CONFLICT (client_id, operation_type) DO UPDATE "
+									"SET total_sum = m.total_sum OPERATOR(pg_catalog.+) excluded.total_sum, "
+									"row_count = m.row_count OPERATOR(pg_catalog.+) excluded.row_count",
+									nspname, 4, argtypes);
+		/* Groups that fall to nothing disappear. */
+		delete_empty_plan = prepare_saved(
+										  "DELETE FROM %s.mv_sum AS m "
+										  "USING ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS d(c, t) "
+										  "WHERE m.client_id OPERATOR(pg_catalog.=) d.c "
+										  "AND m.operation_type OPERATOR(pg_catalog.=) d.t "
+										  "AND m.row_count OPERATOR(pg_catalog.=) 0",
+										  nspname, 2, argtypes);
+		plans_relid = relid;
+	}
+
+	ret = SPI_execute_plan(upsert_plan, args, NULL, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "mv_sum upsert failed: %s", SPI_result_code_string(ret));
+	ret = SPI_execute_plan(delete_empty_plan, args, NULL, false, 0);
+	if (ret != SPI_OK_DELETE)
+		elog(ERROR, "mv_sum cleanup failed: %s", SPI_result_code_string(ret));
+
+	SPI_finish();
+	opsdemo_restore_user(&saved_user);
+}
+
+/*
+ * Marks every pending frame as applied by the current subtransaction.  A
+ * frame recorded here too is simply dropped: its rows and its effect on
+ * mv_sum now live and die together.
+ */
+static void
+mark_pending_applied(void)
+{
+	SubTransactionId subid = GetCurrentSubTransactionId();
+	DeltaFrame *frame;
+
+	for (frame = frames; frame != NULL; frame = frame->next)
+		if (frame->applied_in == InvalidSubTransactionId)
+			frame->applied_in = subid;
+	frames_remove_if(applied_where_recorded, InvalidSubTransactionId);
+}
+
+/*
+ * Applies every pending delta to mv_sum, merged per group and in group
+ * order.  Returns the number of groups written.
+ */
+static int
+apply_pending_deltas(void)
+{
+	MemoryContext tmpcxt;
+	MemoryContext oldcxt;
+	GroupDelta **all;
+	int			nall = 0;
+	int			nmerged = 0;
+	long		capacity = 0;
+	DeltaFrame *frame;
+	Numeric		zero;
+	int			i;
+
+	for (frame = frames; frame != NULL; frame = frame->next)
+		if (frame->applied_in == InvalidSubTransactionId)
+			capacity += hash_get_num_entries(frame->groups);
+	if (capacity == 0)
+		return 0;
+
+	tmpcxt = AllocSetContextCreate(CurrentMemoryContext,
+								   "opsdemo mv_sum apply",
+								   ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(tmpcxt);
+
+	all = palloc(sizeof(GroupDelta *) * capacity);
+	for (frame = frames; frame != NULL; frame = frame->next)
+	{
+		HASH_SEQ_STATUS status;
+		GroupDelta *entry;
+
+		if (frame->applied_in != InvalidSubTransactionId)
+			continue;
+		hash_seq_init(&status, frame->groups);
+		while ((entry = hash_seq_search(&status)) != NULL)
+			all[nall++] = entry;
+	}
+	qsort(all, nall, sizeof(GroupDelta *), group_delta_cmp);
+
+	/* Merge equal groups from different frames into fresh entries. */
+	for (i = 0; i < nall; i++)
+	{
+		GroupDelta *merged;
+
+		if (nmerged > 0 && group_compare(&all[nmerged - 1]->key, &all[i]->key) == 0)
+		{
+			merged = all[nmerged - 1];
+			merged->sum = DatumGetNumeric(DirectFunctionCall2(numeric_add,
+															  NumericGetDatum(merged->sum),
+															  NumericGetDatum(all[i]->sum)));
+			merged->count += all[i]->count;
+			continue;
+		}
+		merged = palloc(sizeof(GroupDelta));
+		*merged = *all[i];
+		all[nmerged++] = merged;
+	}
+
+	/* Groups whose changes cancel out need no write. */
+	zero = int64_to_numeric(0);
+	for (i = 0, nall = 0; i < nmerged; i++)
+		if (all[i]->count != 0 ||
+			!DatumGetBool(DirectFunctionCall2(numeric_eq,
+											  NumericGetDatum(all[i]->sum),
+											  NumericGetDatum(zero))))
+			all[nall++] = all[i];
+
+	if (nall > 0)
+		apply_to_mv_sum(all, nall);
+
+	MemoryContextSwitchTo(oldcxt);
+	mark_pending_applied();
+	MemoryContextDelete(tmpcxt);
+	return nall;
+}
+
+/* Pre-commit: the last chance to make mv_sum match what commits. */
+static void
+mv_sum_apply_pending(void)
+{
+	PushActiveSnapshot(GetTransactionSnapshot());
+	(void) apply_pending_deltas();
+	PopActiveSnapshot();
+}
+
+/* ---- triggers --------------------------------------------------------- */
+
+static RelColumns *
+columns_of(Relation rel)
+{
+	Oid			relid = RelationGetRelid(rel);
+	RelColumns *cols;
+	bool		found;
+
+	if (rel_columns == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(RelColumns);
+		ctl.hcxt = CacheMemoryContext;
+		rel_columns = hash_create("opsdemo mv_sum columns", 16, &ctl,
+								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	cols = hash_search(rel_columns, &relid, HASH_ENTER, &found);
+	if (!found)
+	{
+		const char *names[4] = {OPSDEMO_COL_AMOUNT, OPSDEMO_COL_STATUS,
+		"client_id", "operation_type"};
+		AttrNumber *targets[4] = {&cols->att_amount, &cols->att_status,
+		&cols->att_client_id, &cols->att_operation_type};
+		int			i;
+
+		for (i = 0; i < 4; i++)
+		{
+			AttrNumber	attnum = get_attnum(relid, names[i]);
+
+			if (attnum == InvalidAttrNumber)
+			{
+				(void) hash_search(rel_columns, &relid, HASH_REMOVE, NULL);
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_COLUMN),
+						 errmsg("column \"%s\" of relation \"%s\" does not exist",
+								names[i], RelationGetRelationName(rel)),
+						 errhint("mv_sum maintenance reads this column; rename it back or recreate the extension.")));
+			}
+			*targets[i] = attnum;
+		}
+	}
+	return cols;
+}
+
+static void
+add_row(TupleTableSlot *slot, RelColumns *cols, bool negative)
+{
+	bool		isnull[4];
+	Datum		status = slot_getattr(slot, cols->att_status, &isnull[0]);
+	Datum		amount;
+	Datum		client_id;
+	Datum		operation_type;
+
+	if (isnull[0] || DatumGetInt16(status) != 1)
+		return;
+	amount = slot_getattr(slot, cols->att_amount, &isnull[1]);
+	client_id = slot_getattr(slot, cols->att_client_id, &isnull[2]);
+	operation_type = slot_getattr(slot, cols->att_operation_type, &isnull[3]);
+	if (isnull[1] || isnull[2] || isnull[3])
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("mv_sum cannot count a row with a null amount, client_id or operation_type")));
+	add_delta(DatumGetInt64(client_id), TextDatumGetCString(operation_type),
+			  DatumGetNumeric(amount), 1, negative);
+}
+
+static void
+check_trigger_call(FunctionCallInfo fcinfo, const char *funcname,
+				   bool row_level)
+{
+	TriggerData *trigdata;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" was not called by trigger manager",
+						funcname)));
+	trigdata = (TriggerData *) fcinfo->context;
+	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be fired AFTER", funcname)));
+	if (row_level != (TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be fired FOR EACH %s",
+						funcname, row_level ? "ROW" : "STATEMENT")));
+}
+
+/*
+ * AFTER INSERT OR UPDATE OR DELETE ... FOR EACH ROW on t1: records the old
+ * row's contribution as negative and the new row's as positive.  A move
+ * between partitions arrives as a DELETE and an INSERT.
+ */
+Datum
+opsdemo_mv_sum_row_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	RelColumns *cols;
+
+	check_trigger_call(fcinfo, "opsdemo_mv_sum_row_trigger", true);
+	cols = columns_of(trigdata->tg_relation);
+
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		add_row(trigdata->tg_trigslot, cols, false);
+	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		add_row(trigdata->tg_trigslot, cols, true);
+	else if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+	{
+		add_row(trigdata->tg_trigslot, cols, true);
+		add_row(trigdata->tg_newslot, cols, false);
+	}
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * AFTER ... FOR EACH STATEMENT on t1: with opsdemo.mv_sum_apply =
+ * statement, the statement's changes reach mv_sum now.
+ */
+Datum
+opsdemo_mv_sum_statement_trigger(PG_FUNCTION_ARGS)
+{
+	check_trigger_call(fcinfo, "opsdemo_mv_sum_statement_trigger", false);
+	if (mv_sum_apply == MV_SUM_APPLY_STATEMENT && frames != NULL)
+		(void) apply_pending_deltas();
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * BEFORE TRUNCATE on a partition: subtracts the groups of its status = 1
+ * rows, read as mv_sum's owner (the truncating role may lack SELECT).
+ */
+Datum
+opsdemo_mv_sum_truncate_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	StringInfoData sql;
+	OpsdemoSavedUser saved_user;
+	uint64		i;
+	int			ret;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BEFORE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be fired BEFORE TRUNCATE",
+						"opsdemo_mv_sum_truncate_trigger")));
+	rel = trigdata->tg_relation;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "SELECT client_id, operation_type, pg_catalog.sum(amount), pg_catalog.count(*) "
+					 "FROM ONLY %s WHERE status OPERATOR(pg_catalog.=) 1 "
+					 "GROUP BY client_id, operation_type",
+					 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+												RelationGetRelationName(rel)));
+
+	opsdemo_become_owner(RelationGetRelid(rel), &saved_user);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ret = SPI_execute(sql.data, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading the groups of \"%s\" failed: %s",
+			 RelationGetRelationName(rel), SPI_result_code_string(ret));
+
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull[4];
+		Datum		client_id = SPI_getbinval(tuple, desc, 1, &isnull[0]);
+		Datum		type = SPI_getbinval(tuple, desc, 2, &isnull[1]);
+		Datum		sum = SPI_getbinval(tuple, desc, 3, &isnull[2]);
+		Datum		count = SPI_getbinval(tuple, desc, 4, &isnull[3]);
+
+		if (isnull[0] || isnull[1] || isnull[2] || isnull[3])
+			continue;
+		add_delta(DatumGetInt64(client_id), TextDatumGetCString(type),
+				  DatumGetNumeric(sum), DatumGetInt64(count), true);
+	}
+	SPI_finish();
+	opsdemo_restore_user(&saved_user);
+	pfree(sql.data);
+	return PointerGetDatum(NULL);
+}
+
+/* ---- SQL-callable ----------------------------------------------------- */
+
+/*
+ * opsdemo_mv_sum_flush() returns integer
+ *
+ * Applies this transaction's pending changes to mv_sum now rather than at
+ * commit, so the transaction can read them; returns the groups written.
+ */
+Datum
+opsdemo_mv_sum_flush(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(frames != NULL ? apply_pending_deltas() : 0);
+}
+
+/*
+ * opsdemo_mv_sum_absorb() returns void
+ *
+ * Internal, for opsdemo_mv_sum_rebuild(): the recompute that follows covers
+ * every pending change, so applying them too would count them twice.
+ */
+Datum
+opsdemo_mv_sum_absorb(PG_FUNCTION_ARGS)
+{
+	if (frames != NULL)
+		mark_pending_applied();
+	PG_RETURN_VOID();
+}
