@@ -34,6 +34,7 @@ CONTRIB_TESTDB   = opsdemo_regress
 ISOLATION_TESTDB = opsdemo_isolation
 
 .PHONY: test lab bench
+include docker/lab.mk
 test:
 	test/run-tests
 
