@@ -28,15 +28,18 @@ PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
 PG_CONFIG  ?= pg_config
 PGXS       := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+include docker/lab.mk
 
 # PGXS appends --dbname=contrib_regression; these name our test databases.
 CONTRIB_TESTDB   = opsdemo_regress
 ISOLATION_TESTDB = opsdemo_isolation
 
-.PHONY: test lab bench
-include docker/lab.mk
+.PHONY: test lab bench bench-mv-sum
 test:
 	test/run-tests
 
 bench:
 	bench/generate
+
+bench-mv-sum:
+	bench/mv_sum

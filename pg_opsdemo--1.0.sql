@@ -53,6 +53,13 @@ CREATE TABLE @extschema@.t1 (
         CHECK (operation_type IN ('online', 'offline'))
 ) PARTITION BY RANGE (date);
 
+-- Publishing t1 with publish_via_partition_root sends changes as t1's, and
+-- t1 has no index to serve as replica identity (see above); FULL marks every
+-- column as identity, so a subscriber can match rows by its partitions'
+-- primary keys.  The partitions keep their default identity (the primary
+-- key), so the WAL carries only (id, date) of old rows.
+ALTER TABLE @extschema@.t1 REPLICA IDENTITY FULL;
+
 COMMENT ON TABLE @extschema@.t1 IS
 'operations, partitioned by UTC month of date; see opsdemo_partitions_ensure()';
 COMMENT ON CONSTRAINT t1_operation_guid_encodes_date ON @extschema@.t1 IS

@@ -21,6 +21,7 @@
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
@@ -60,17 +61,24 @@ opsdemo_schema_oid(void)
 }
 
 Oid
-opsdemo_t1_relid(Oid nspid)
+opsdemo_table_relid(Oid nspid, const char *relname)
 {
-	Oid			relid = get_relname_relid(OPSDEMO_TABLE_NAME, nspid);
+	Oid			relid = get_relname_relid(relname, nspid);
 
 	if (!OidIsValid(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation \"%s.%s\" does not exist",
-						get_namespace_name(nspid), OPSDEMO_TABLE_NAME),
+						get_namespace_name(nspid), relname),
 				 errhint("pg_opsdemo's table was dropped or renamed; rename it back to \"%s\" or recreate the extension.",
-						 OPSDEMO_TABLE_NAME)));
+						 relname)));
+	return relid;
+}
+
+Oid
+opsdemo_t1_relid(Oid nspid)
+{
+	Oid			relid = opsdemo_table_relid(nspid, OPSDEMO_TABLE_NAME);
 
 	if (get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE)
 		ereport(ERROR,
@@ -125,4 +133,25 @@ opsdemo_rel_owner(Oid relid)
 	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
 	ReleaseSysCache(tuple);
 	return owner;
+}
+
+void
+opsdemo_become_owner(Oid relid, OpsdemoSavedUser *saved)
+{
+	GetUserIdAndSecContext(&saved->userid, &saved->sec_context);
+	SetUserIdAndSecContext(opsdemo_rel_owner(relid),
+						   saved->sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	saved->guc_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+}
+
+/* Also undoes every setting changed since opsdemo_become_owner. */
+void
+opsdemo_restore_user(const OpsdemoSavedUser *saved)
+{
+	AtEOXact_GUC(false, saved->guc_nestlevel);
+	SetUserIdAndSecContext(saved->userid, saved->sec_context);
 }

@@ -364,20 +364,6 @@ group_delta_cmp(const void *a, const void *b)
 						 &(*(GroupDelta *const *) b)->key);
 }
 
-static Oid
-mv_sum_relid(Oid nspid)
-{
-	Oid			relid = get_relname_relid(OPSDEMO_MV_SUM_TABLE_NAME, nspid);
-
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation \"%s.%s\" does not exist",
-						get_namespace_name(nspid), OPSDEMO_MV_SUM_TABLE_NAME),
-				 errhint("pg_opsdemo's aggregate table was dropped or renamed; recreate the extension.")));
-	return relid;
-}
-
 static SPIPlanPtr
 prepare_saved(const char *fmt, const char *nspname, int nargs, Oid *argtypes)
 {
@@ -404,16 +390,14 @@ static void
 apply_to_mv_sum(GroupDelta **deltas, int ndeltas)
 {
 	Oid			nspid = opsdemo_schema_oid();
-	Oid			relid = mv_sum_relid(nspid);
+	Oid			relid = opsdemo_table_relid(nspid, OPSDEMO_MV_SUM_TABLE_NAME);
 	Datum	   *clients = palloc(sizeof(Datum) * ndeltas);
 	Datum	   *types = palloc(sizeof(Datum) * ndeltas);
 	Datum	   *sums = palloc(sizeof(Datum) * ndeltas);
 	Datum	   *counts = palloc(sizeof(Datum) * ndeltas);
 	Datum		args[4];
 	Oid			argtypes[4] = {INT8ARRAYOID, TEXTARRAYOID, NUMERICARRAYOID, INT8ARRAYOID};
-	Oid			save_userid;
-	int			save_sec_context;
-	int			save_nestlevel;
+	OpsdemoSavedUser saved_user;
 	int			ret;
 	int			i;
 
@@ -433,14 +417,7 @@ apply_to_mv_sum(GroupDelta **deltas, int ndeltas)
 	args[3] = PointerGetDatum(construct_array(counts, ndeltas, INT8OID,
 											  sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(opsdemo_rel_owner(relid),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	opsdemo_become_owner(relid, &saved_user);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -487,8 +464,7 @@ apply_to_mv_sum(GroupDelta **deltas, int ndeltas)
 		elog(ERROR, "mv_sum cleanup failed: %s", SPI_result_code_string(ret));
 
 	SPI_finish();
-	AtEOXact_GUC(true, save_nestlevel);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	opsdemo_restore_user(&saved_user);
 }
 
 /*
@@ -737,9 +713,7 @@ opsdemo_mv_sum_truncate_trigger(PG_FUNCTION_ARGS)
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	Relation	rel;
 	StringInfoData sql;
-	Oid			save_userid;
-	int			save_sec_context;
-	int			save_nestlevel;
+	OpsdemoSavedUser saved_user;
 	uint64		i;
 	int			ret;
 
@@ -760,14 +734,7 @@ opsdemo_mv_sum_truncate_trigger(PG_FUNCTION_ARGS)
 					 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 												RelationGetRelationName(rel)));
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(opsdemo_rel_owner(RelationGetRelid(rel)),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	opsdemo_become_owner(RelationGetRelid(rel), &saved_user);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -792,8 +759,7 @@ opsdemo_mv_sum_truncate_trigger(PG_FUNCTION_ARGS)
 				  DatumGetNumeric(sum), DatumGetInt64(count), true);
 	}
 	SPI_finish();
-	AtEOXact_GUC(true, save_nestlevel);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	opsdemo_restore_user(&saved_user);
 	pfree(sql.data);
 	return PointerGetDatum(NULL);
 }

@@ -57,6 +57,21 @@ extern Oid	opsdemo_t1_relid(Oid nspid);
 extern void opsdemo_resolve_columns(Relation rel, OpsdemoTarget *target);
 extern void opsdemo_check_insert_privilege(Oid relid);
 extern Oid	opsdemo_rel_owner(Oid relid);
+extern Oid	opsdemo_table_relid(Oid nspid, const char *relname);
+
+/*
+ * Running SQL as a table's owner, sandboxed: SECURITY_RESTRICTED_OPERATION
+ * and search_path = pg_catalog, pg_temp (as REFRESH MATERIALIZED VIEW does).
+ */
+typedef struct OpsdemoSavedUser
+{
+	Oid			userid;
+	int			sec_context;
+	int			guc_nestlevel;
+} OpsdemoSavedUser;
+
+extern void opsdemo_become_owner(Oid relid, OpsdemoSavedUser *saved);
+extern void opsdemo_restore_user(const OpsdemoSavedUser *saved);
 
 /* guid.c: time-ordered operation GUIDs whose timestamp is the row's date */
 extern void opsdemo_guid_make(TimestampTz at, uint64 random_a, uint64 random_b,

@@ -111,9 +111,7 @@ int
 opsdemo_partitions_ensure_range(Oid nspid, Oid t1_relid,
 								TimestampTz from, TimestampTz to)
 {
-	Oid			save_userid;
-	int			save_sec_context;
-	int			save_nestlevel;
+	OpsdemoSavedUser saved_user;
 	StringInfoData sql;
 	Oid			argtypes[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Datum		args[2];
@@ -121,14 +119,7 @@ opsdemo_partitions_ensure_range(Oid nspid, Oid t1_relid,
 	int			created;
 	int			ret;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(opsdemo_rel_owner(t1_relid),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	opsdemo_become_owner(t1_relid, &saved_user);
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT %s.opsdemo_partitions_create($1, $2)",
@@ -146,8 +137,7 @@ opsdemo_partitions_ensure_range(Oid nspid, Oid t1_relid,
 										  SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
 
-	AtEOXact_GUC(false, save_nestlevel);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	opsdemo_restore_user(&saved_user);
 	pfree(sql.data);
 	return isnull ? 0 : created;
 }

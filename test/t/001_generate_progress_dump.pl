@@ -58,9 +58,10 @@ is($node->safe_psql('ops', 'SELECT count(*) FROM opsdemo_generate_progress'),
 	'0', 'progress entry is gone afterwards');
 
 # pg_dump + pg_restore brings the rows, partitions, mv_sum and the id
-# sequence back.
+# sequence back.  mv_sum is not dumped: the restored rows pass through its
+# triggers, which rebuild it.
 $node->safe_psql('ops',
-	"SELECT opsdemo_update_tick('2026-01-01 00:00:00+00'); SELECT opsdemo_mv_sum_rebuild();"
+	"SELECT opsdemo_update_tick('2026-01-01 00:00:00+00');"
 	  . "INSERT INTO t1 (date, amount, operation_guid, message) SELECT d, 3, opsdemo_guid(d), "
 	  . "'{\"client_id\": 1, \"account_number\": \"1\", \"operation_type\": \"online\"}' "
 	  . "FROM (VALUES ('2031-05-05 00:00:00+00'::timestamptz)) v(d)");
@@ -86,6 +87,8 @@ $node->command_ok(
 
 is($node->safe_psql('ops_restored', $fingerprint),
 	$before, 'rows, partitions, default partition and mv_sum are restored');
+is($node->safe_psql('ops_restored', 'SELECT count(*) FROM opsdemo_mv_sum_verify()'),
+	'0', 'restored mv_sum is exact');
 is( $node->safe_psql(
 		'ops_restored',
 		'SELECT max(id) < opsdemo_insert_tick() FROM t1'),
