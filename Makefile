@@ -31,6 +31,7 @@ PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
 PG_CONFIG  ?= pg_config
 PGXS       := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+include docker/lab.mk
 
 # PGXS appends --dbname=contrib_regression; these name our test databases.
 CONTRIB_TESTDB   = opsdemo_regress

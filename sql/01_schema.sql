@@ -24,10 +24,10 @@ SELECT conname, contype, pg_get_constraintdef(oid) AS definition
 -- partition and on every monthly partition
 SELECT count(*) AS parent_indexes FROM pg_index WHERE indrelid = 't1'::regclass;
 SELECT indexrelid::regclass AS index, pg_get_indexdef(indexrelid) AS definition
-  FROM pg_index WHERE indrelid = 't1_default'::regclass ORDER BY 1::text;
+  FROM pg_index WHERE indrelid = 't1_default'::regclass ORDER BY indexrelid;  -- creation order
 SELECT opsdemo_partitions_ensure('2026-01-01 UTC', '2026-01-02 UTC');
 SELECT indexrelid::regclass AS index, pg_get_indexdef(indexrelid) AS definition
-  FROM pg_index WHERE indrelid = 't1_2026_01'::regclass ORDER BY 1::text;
+  FROM pg_index WHERE indrelid = 't1_2026_01'::regclass ORDER BY indexrelid;  -- creation order
 SELECT conname, contype FROM pg_constraint
  WHERE conrelid = 't1_2026_01'::regclass ORDER BY conname;
 
