@@ -290,6 +290,10 @@ SKIP:
 		'postgresql.conf', <<'EOC');
 shared_preload_libraries = 'pg_cron,pg_opsdemo'
 cron.database_name = 'ops'
+# The test cluster listens on a unix socket only, and pg_cron's default is a
+# libpq connection to localhost: run its jobs in background workers.
+cron.use_background_workers = on
+max_worker_processes = 16
 opsdemo.database = 'ops'
 opsdemo.scheduler = 'pg_cron'
 EOC
