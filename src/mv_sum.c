@@ -74,11 +74,15 @@ static const struct config_enum_entry mv_sum_apply_options[] = {
 
 static int	mv_sum_apply = MV_SUM_APPLY_COMMIT;
 
-/* One group's change.  The key's text is owned by the entry's frame. */
+/*
+ * One group's change.  operation_type is the row's own text value (short
+ * or long varlena header) while looking up, so a row costs no copy; the
+ * entry's key holds a copy owned by its frame.
+ */
 typedef struct GroupKey
 {
 	int64		client_id;
-	const char *operation_type;
+	const text *operation_type;
 } GroupKey;
 
 typedef struct GroupDelta
@@ -139,15 +143,27 @@ group_hash(const void *key, Size keysize)
 
 	return hash_combine(hash_bytes_uint32((uint32) k->client_id ^
 										  (uint32) (k->client_id >> 32)),
-						string_hash(k->operation_type, NAMEDATALEN));
+						hash_bytes((const unsigned char *) VARDATA_ANY(k->operation_type),
+								   VARSIZE_ANY_EXHDR(k->operation_type)));
 }
 
+/* Any total order will do, as long as every backend uses the same one. */
 static int
 group_compare(const GroupKey *a, const GroupKey *b)
 {
+	int			alen,
+				blen,
+				cmp;
+
 	if (a->client_id != b->client_id)
 		return a->client_id < b->client_id ? -1 : 1;
-	return strcmp(a->operation_type, b->operation_type);
+	alen = VARSIZE_ANY_EXHDR(a->operation_type);
+	blen = VARSIZE_ANY_EXHDR(b->operation_type);
+	cmp = memcmp(VARDATA_ANY(a->operation_type), VARDATA_ANY(b->operation_type),
+				 Min(alen, blen));
+	if (cmp != 0)
+		return cmp;
+	return (alen > blen) - (alen < blen);
 }
 
 static int
@@ -231,7 +247,7 @@ applied_where_recorded(DeltaFrame *frame, SubTransactionId subid)
  * frame, or subtracts them when negative is set.
  */
 static void
-add_delta(int64 client_id, const char *operation_type, Numeric sum,
+add_delta(int64 client_id, const text *operation_type, Numeric sum,
 		  int64 count, bool negative)
 {
 	SubTransactionId subid = GetCurrentSubTransactionId();
@@ -253,8 +269,10 @@ add_delta(int64 client_id, const char *operation_type, Numeric sum,
 	oldcxt = MemoryContextSwitchTo(frame->cxt);
 	if (!found)
 	{
-		/* The key must outlive the caller's string. */
-		entry->key.operation_type = pstrdup(operation_type);
+		/* The key must outlive the caller's value. */
+		entry->key.operation_type = (const text *)
+			cstring_to_text_with_len(VARDATA_ANY(operation_type),
+									 VARSIZE_ANY_EXHDR(operation_type));
 		entry->sum = int64_to_numeric(0);
 		entry->count = 0;
 	}
@@ -443,7 +461,7 @@ apply_to_mv_sum(GroupDelta **deltas, int ndeltas)
 	for (i = 0; i < ndeltas; i++)
 	{
 		clients[i] = Int64GetDatum(deltas[i]->key.client_id);
-		types[i] = CStringGetTextDatum(deltas[i]->key.operation_type);
+		types[i] = PointerGetDatum(deltas[i]->key.operation_type);
 		sums[i] = NumericGetDatum(deltas[i]->sum);
 		counts[i] = Int64GetDatum(deltas[i]->count);
 	}
@@ -676,7 +694,7 @@ add_row(TupleTableSlot *slot, RelColumns *cols, bool negative)
 		ereport(ERROR,
 				(errcode(ERRCODE_NOT_NULL_VIOLATION),
 				 errmsg("mv_sum cannot count a row with a null amount, client_id or operation_type")));
-	add_delta(DatumGetInt64(client_id), TextDatumGetCString(operation_type),
+	add_delta(DatumGetInt64(client_id), DatumGetTextPP(operation_type),
 			  DatumGetNumeric(amount), 1, negative);
 }
 
@@ -794,7 +812,7 @@ opsdemo_mv_sum_truncate_trigger(PG_FUNCTION_ARGS)
 
 		if (isnull[0] || isnull[1] || isnull[2] || isnull[3])
 			continue;
-		add_delta(DatumGetInt64(client_id), TextDatumGetCString(type),
+		add_delta(DatumGetInt64(client_id), DatumGetTextPP(type),
 				  DatumGetNumeric(sum), DatumGetInt64(count), true);
 	}
 	SPI_finish();
