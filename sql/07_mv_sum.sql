@@ -173,6 +173,14 @@ CREATE TRIGGER wrong_level AFTER INSERT ON not_t1
     FOR EACH STATEMENT EXECUTE FUNCTION opsdemo_mv_sum_row_trigger();
 DROP TRIGGER wrong_table ON not_t1;
 INSERT INTO not_t1 VALUES (1);
+DROP TRIGGER wrong_level ON not_t1;
+CREATE TRIGGER wrong_statement_level AFTER INSERT ON not_t1
+    FOR EACH ROW EXECUTE FUNCTION opsdemo_mv_sum_statement_trigger();
+INSERT INTO not_t1 VALUES (1);
+DROP TRIGGER wrong_statement_level ON not_t1;
+CREATE TRIGGER wrong_event AFTER INSERT ON not_t1
+    FOR EACH STATEMENT EXECUTE FUNCTION opsdemo_mv_sum_truncate_trigger();
+INSERT INTO not_t1 VALUES (1);
 SELECT count(*) AS rows_kept FROM not_t1;
 -- absorbing pending changes is internal
 SET ROLE opsdemo_mv_writer;
