@@ -572,6 +572,8 @@ run_tick(int j, TimestampTz scheduled)
 		disable_timeout(STATEMENT_TIMEOUT, false);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+		/* A timeout that fired after the tick's last check must not hit the next. */
+		QueryCancelPending = false;
 	}
 	PG_CATCH();
 	{
@@ -679,6 +681,8 @@ sleep_ms(long ms)
 	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 					 Max(ms, 1), PG_WAIT_EXTENSION);
 	ResetLatch(MyLatch);
+	/* Between ticks there is nothing to cancel: an idle backend ignores it too. */
+	QueryCancelPending = false;
 	CHECK_FOR_INTERRUPTS();
 }
 
@@ -757,8 +761,11 @@ advance_after_run(int j, TimestampTz scheduled, TickOutcome outcome)
 		failures = s->jobs[j].consecutive_failures;
 		SpinLockRelease(&s->mutex);
 
-		/* 1, 2, 4, ... intervals after the failed slot, capped */
-		delay_ms = js->interval_ms << Min(failures - 1, 20);
+		/*
+		 * 1, 2, 4, ... intervals after the failed slot, capped.  A pg_cron
+		 * run (opsdemo_cron_tick) may have reset the shared counter since.
+		 */
+		delay_ms = js->interval_ms << Min(Max(failures, 1) - 1, 20);
 		delay_ms = Min(delay_ms, Max(BACKOFF_MAX_MS, js->interval_ms));
 		js->retry_after = scheduled + delay_ms * 1000;
 	}

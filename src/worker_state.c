@@ -25,6 +25,11 @@
 
 #include "opsdemo.h"
 
+/* 15.0 named it SetSingleFuncCall; 15.1 renamed it. */
+#if PG_VERSION_NUM < 150001
+#define InitMaterializedSRF(fcinfo, flags) SetSingleFuncCall(fcinfo, flags)
+#endif
+
 PG_FUNCTION_INFO_V1(opsdemo_status);
 
 const char *const opsdemo_job_names[OPSDEMO_NJOBS] = {"insert", "update"};
