@@ -171,11 +171,13 @@ start_server() {
 		echo "port = $port"
 		printf '%s\n' "${settings[@]}"
 	} >>"$pgdata/postgresql.conf"
+	# Set first: a start that times out can leave a postmaster running,
+	# and stopping a server that is not there is harmless.
+	server_running=1
 	if ! as_bench pg_ctl -D "$pgdata" -l "$work/server.log" -w -t 120 start >/dev/null; then
 		tail -n 50 "$work/server.log" >&2 || true
 		die "could not start the server"
 	fi
-	server_running=1
 	psql -X -q -v ON_ERROR_STOP=1 -h "$work" -p "$port" -U postgres -d postgres \
 		-c 'CREATE DATABASE opsdemo_bench'
 }
