@@ -14,7 +14,7 @@ OBJS        = src/module.o \
               src/worker.o \
               src/worker_state.o \
               src/cron.o
-DATA        = pg_opsdemo--1.0.sql
+DATA        = pg_opsdemo--1.0.sql pg_opsdemo--1.1.sql pg_opsdemo--1.0--1.1.sql
 PGFILEDESC  = "pg_opsdemo - partitioned operations table, bulk generator and jobs"
 
 # pg_regress (sql/, expected/) runs against an already running server;

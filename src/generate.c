@@ -428,7 +428,9 @@ opsdemo_generate(PG_FUNCTION_ARGS)
 #endif
 	state.root_rri = makeNode(ResultRelInfo);
 	ExecInitResultRelation(state.estate, state.root_rri, 1);
-#if PG_VERSION_NUM >= 170000
+#if PG_VERSION_NUM >= 180000
+	CheckValidResultRel(state.root_rri, CMD_INSERT, ONCONFLICT_NONE, NIL);
+#elif PG_VERSION_NUM >= 170000
 	CheckValidResultRel(state.root_rri, CMD_INSERT, NIL);
 #else
 	CheckValidResultRel(state.root_rri, CMD_INSERT);
