@@ -135,6 +135,24 @@ opsdemo_rel_owner(Oid relid)
 	return owner;
 }
 
+/*
+ * Pins search_path to pg_catalog, pg_temp until AtEOXact_GUC(true, level)
+ * with the returned level (or the end of the transaction).  Every SQL
+ * statement the C code runs does this first, so that no function or
+ * operator planted in a schema of the caller's search_path can capture one
+ * of its unqualified names.
+ */
+int
+opsdemo_pin_search_path(void)
+{
+	int			level = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
+
 void
 opsdemo_become_owner(Oid relid, OpsdemoSavedUser *saved)
 {
@@ -142,10 +160,7 @@ opsdemo_become_owner(Oid relid, OpsdemoSavedUser *saved)
 	SetUserIdAndSecContext(opsdemo_rel_owner(relid),
 						   saved->sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
-	saved->guc_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	saved->guc_nestlevel = opsdemo_pin_search_path();
 }
 
 /* Also undoes every setting changed since opsdemo_become_owner. */

@@ -72,6 +72,7 @@ typedef struct OpsdemoSavedUser
 	int			guc_nestlevel;
 } OpsdemoSavedUser;
 
+extern int	opsdemo_pin_search_path(void);
 extern void opsdemo_become_owner(Oid relid, OpsdemoSavedUser *saved);
 extern void opsdemo_restore_user(const OpsdemoSavedUser *saved);
 
