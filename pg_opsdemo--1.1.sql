@@ -82,6 +82,12 @@ RETURNS trigger
 AS 'MODULE_PATHNAME', 'opsdemo_mv_sum_truncate_trigger'
 LANGUAGE C;
 
+-- Trigger functions need EXECUTE only at CREATE TRIGGER time: t1's writers
+-- fire them without it, and nobody else has any use for them.
+REVOKE ALL ON FUNCTION @extschema@.opsdemo_mv_sum_row_trigger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.opsdemo_mv_sum_statement_trigger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.opsdemo_mv_sum_truncate_trigger() FROM PUBLIC;
+
 -- Every partition's indexes and TRUNCATE trigger.  Uniqueness of
 -- operation_guid across t1 comes from the CHECK above: equal GUIDs have
 -- equal dates, so they always meet in one partition's unique index on
@@ -204,6 +210,8 @@ BEGIN
     RETURN groups;
 END
 $$;
+
+REVOKE ALL ON FUNCTION @extschema@.opsdemo_mv_sum_rebuild() FROM PUBLIC;
 
 COMMENT ON FUNCTION @extschema@.opsdemo_mv_sum_rebuild() IS
 'recompute mv_sum from t1; returns the number of groups';
