@@ -251,24 +251,18 @@ applied_where_recorded(DeltaFrame *frame, SubTransactionId subid)
 }
 
 /*
- * Adds sum and count to the group's delta in the current subtransaction's
- * frame, or subtracts them when negative is set.
+ * Adds sum and count to the group's delta in frame, or subtracts them when
+ * negative is set.
  */
 static void
-add_delta(int64 client_id, const text *operation_type, Numeric sum,
-		  int64 count, bool negative)
+frame_add(DeltaFrame *frame, int64 client_id, const text *operation_type,
+		  Numeric sum, int64 count, bool negative)
 {
-	SubTransactionId subid = GetCurrentSubTransactionId();
-	DeltaFrame *frame = frames;
 	GroupKey	key;
 	GroupDelta *entry;
 	bool		found;
 	MemoryContext oldcxt;
 	Numeric		old;
-
-	if (frame == NULL || frame->recorded_in != subid ||
-		frame->applied_in != InvalidSubTransactionId)
-		frame = frame_new(subid);
 
 	key.client_id = client_id;
 	key.operation_type = operation_type;
@@ -291,6 +285,92 @@ add_delta(int64 client_id, const text *operation_type, Numeric sum,
 	pfree(old);
 	entry->count += negative ? -count : count;
 	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * Adds a row's (or a group's) effect to the current subtransaction's
+ * pending frame.
+ */
+static void
+add_delta(int64 client_id, const text *operation_type, Numeric sum,
+		  int64 count, bool negative)
+{
+	SubTransactionId subid = GetCurrentSubTransactionId();
+	DeltaFrame *frame;
+
+	/* Frames are merged at subcommit, so the list is short. */
+	for (frame = frames; frame != NULL; frame = frame->next)
+		if (frame->recorded_in == subid &&
+			frame->applied_in == InvalidSubTransactionId)
+			break;
+	if (frame == NULL)
+		frame = frame_new(subid);
+	frame_add(frame, client_id, operation_type, sum, count, negative);
+}
+
+/*
+ * Frames with the same recorded_in and applied_in share their fate in
+ * every later commit and rollback, so one frame can hold both.  Merging
+ * them at each subcommit keeps the number of frames bounded by the
+ * nesting depth instead of growing with every released savepoint (a
+ * PL/pgSQL loop with an EXCEPTION block, psql's ON_ERROR_ROLLBACK).  The
+ * smaller frame is folded into the larger one, so a long series of small
+ * subtransactions costs each only its own groups.
+ */
+static void
+frames_merge_equal(void)
+{
+	DeltaFrame *frame;
+
+	for (frame = frames; frame != NULL; frame = frame->next)
+	{
+		DeltaFrame **link = &frame->next;
+
+		while (*link != NULL)
+		{
+			DeltaFrame *other = *link;
+			DeltaFrame *into;
+			DeltaFrame *from;
+			HASH_SEQ_STATUS status;
+			GroupDelta *entry;
+
+			if (other->recorded_in != frame->recorded_in ||
+				other->applied_in != frame->applied_in)
+			{
+				link = &other->next;
+				continue;
+			}
+			if (hash_get_num_entries(other->groups) >
+				hash_get_num_entries(frame->groups))
+			{
+				into = other;
+				from = frame;
+			}
+			else
+			{
+				into = frame;
+				from = other;
+			}
+			hash_seq_init(&status, from->groups);
+			while ((entry = hash_seq_search(&status)) != NULL)
+				frame_add(into, entry->key.client_id, entry->key.operation_type,
+						  entry->sum, entry->count, false);
+
+			/* Keep the list node of "frame"; it takes over into's contents. */
+			if (into == other)
+			{
+				HTAB	   *groups = frame->groups;
+				MemoryContext cxt = frame->cxt;
+
+				frame->groups = other->groups;
+				frame->cxt = other->cxt;
+				other->groups = groups;
+				other->cxt = cxt;
+			}
+			*link = other->next;
+			frame_free(other);
+		}
+	}
 }
 
 /* ---- transaction callbacks -------------------------------------------- */
@@ -349,6 +429,7 @@ mv_sum_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			}
 			/* Now nothing can undo the one without the other. */
 			frames_remove_if(applied_where_recorded, InvalidSubTransactionId);
+			frames_merge_equal();
 			break;
 		default:
 			break;
