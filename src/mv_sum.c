@@ -14,8 +14,16 @@
  *	- cost per changed row is a hash lookup and a numeric addition; cost per
  *	  transaction is one upsert of the touched groups, so a bulk flip of
  *	  millions of rows writes at most one mv_sum row per group;
- *	- writers lock mv_sum rows in one global order, and only from commit
- *	  onwards, so writers touching the same groups never deadlock on mv_sum;
+ *	- at commit, writers lock mv_sum rows in one global order, so two
+ *	  transactions that leave all their changes to commit never deadlock on
+ *	  mv_sum.  A transaction that applies earlier (opsdemo_mv_sum_flush(),
+ *	  opsdemo_mv_sum_verify(), opsdemo.mv_sum_apply = statement) holds the
+ *	  rows it wrote from then on and can deadlock with any writer of the same
+ *	  groups; PostgreSQL then aborts one of them (40P01);
+ *	- under REPEATABLE READ and SERIALIZABLE the apply is a write like any
+ *	  other: if another transaction changed one of the groups since the
+ *	  snapshot, the apply (at COMMIT, by default) fails with a serialization
+ *	  failure (40001) and the whole transaction rolls back, to be retried;
  *	- no transition tables, so COPY keeps its multi-insert path (it falls
  *	  back to one row at a time for INSERT transition tables on a
  *	  partitioned target), and statement triggers are not needed for
@@ -23,10 +31,14 @@
  *
  * Deltas are tracked per subtransaction: rows changed in a subtransaction
  * that rolls back are forgotten, and deltas applied inside a subtransaction
- * that rolls back become pending again.
+ * that rolls back become pending again.  A released subtransaction's deltas
+ * are merged into its parent's, so memory does not grow with the number of
+ * subtransactions.
  *
- * TRUNCATE has no rows to trigger on: each partition gets a BEFORE TRUNCATE
- * trigger (opsdemo_partition_prepare) that subtracts the partition's groups.
+ * TRUNCATE, DROP and DETACH of a partition fire no row trigger: each
+ * partition gets a BEFORE TRUNCATE trigger (opsdemo_partition_prepare), and
+ * mv_sum_retention.c covers DROP and DETACH; all of them subtract the
+ * partition's groups with opsdemo_mv_sum_subtract_relation.
  *
  *-------------------------------------------------------------------------
  */
@@ -94,7 +106,8 @@ typedef struct GroupDelta
 } GroupDelta;
 
 /*
- * The deltas of the rows one subtransaction changed.  While pending,
+ * The deltas of the rows one subtransaction (and the released ones below
+ * it) changed.  While pending,
  * applied_in is invalid; once applied by a subtransaction other than the
  * one that recorded them, the frame is kept so that rolling back the
  * applying subtransaction makes it pending again.
@@ -108,7 +121,10 @@ typedef struct DeltaFrame
 	struct DeltaFrame *next;
 } DeltaFrame;
 
-/* All frames of the current transaction, newest first; NULL when none. */
+/*
+ * All frames of the current transaction, newest first; NULL when none.  No
+ * two have the same recorded_in and applied_in after a subcommit.
+ */
 static DeltaFrame *frames = NULL;
 static MemoryContext frames_cxt = NULL;
 
@@ -456,7 +472,7 @@ opsdemo_mv_sum_init(void)
 {
 	DefineCustomEnumVariable("opsdemo.mv_sum_apply",
 							 "When t1's changes reach mv_sum: at commit, or at the end of each statement.",
-							 "\"commit\" locks mv_sum rows only while committing, in one global order, so concurrent writers never deadlock on them; \"statement\" makes a transaction see its own changes in mv_sum.",
+							 "\"commit\" locks mv_sum rows only while committing, in one global order, so writers that all apply at commit do not deadlock on them; \"statement\" makes a transaction see its own changes in mv_sum, but holds mv_sum row locks from its first statement on, so it can deadlock with other writers of the same groups.",
 							 &mv_sum_apply,
 							 MV_SUM_APPLY_COMMIT,
 							 mv_sum_apply_options,
@@ -1000,6 +1016,8 @@ opsdemo_mv_sum_truncate_trigger(PG_FUNCTION_ARGS)
  *
  * Applies this transaction's pending changes to mv_sum now rather than at
  * commit, so the transaction can read them; returns the groups written.
+ * The mv_sum rows written stay locked until the transaction ends, outside
+ * the global order of the commit-time apply: see the file header.
  */
 Datum
 opsdemo_mv_sum_flush(PG_FUNCTION_ARGS)
