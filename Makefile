@@ -11,6 +11,7 @@ OBJS        = src/module.o \
               src/rowgen.o \
               src/jobs.o \
               src/mv_sum.o \
+              src/mv_sum_retention.o \
               src/worker.o \
               src/worker_state.o \
               src/cron.o

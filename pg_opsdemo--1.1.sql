@@ -82,6 +82,12 @@ RETURNS trigger
 AS 'MODULE_PATHNAME', 'opsdemo_mv_sum_truncate_trigger'
 LANGUAGE C;
 
+-- Trigger functions need EXECUTE only at CREATE TRIGGER time: t1's writers
+-- fire them without it, and nobody else has any use for them.
+REVOKE ALL ON FUNCTION @extschema@.opsdemo_mv_sum_row_trigger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.opsdemo_mv_sum_statement_trigger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.opsdemo_mv_sum_truncate_trigger() FROM PUBLIC;
+
 -- Every partition's indexes and TRUNCATE trigger.  Uniqueness of
 -- operation_guid across t1 comes from the CHECK above: equal GUIDs have
 -- equal dates, so they always meet in one partition's unique index on
@@ -205,6 +211,8 @@ BEGIN
 END
 $$;
 
+REVOKE ALL ON FUNCTION @extschema@.opsdemo_mv_sum_rebuild() FROM PUBLIC;
+
 COMMENT ON FUNCTION @extschema@.opsdemo_mv_sum_rebuild() IS
 'recompute mv_sum from t1; returns the number of groups';
 
@@ -324,6 +332,32 @@ LANGUAGE C VOLATILE;
 
 COMMENT ON FUNCTION @extschema@.opsdemo_partitions_ensure(timestamptz, timestamptz) IS
 'create the missing monthly (UTC) partitions of t1 covering [range_from, range_to); returns how many were created';
+
+-- Retention (src/mv_sum_retention.c): old months leave t1 only with their
+-- rows subtracted from mv_sum.
+CREATE FUNCTION @extschema@.opsdemo_partitions_drop(before timestamptz)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'opsdemo_partitions_drop'
+LANGUAGE C VOLATILE STRICT;
+REVOKE ALL ON FUNCTION @extschema@.opsdemo_partitions_drop(timestamptz) FROM PUBLIC;
+
+COMMENT ON FUNCTION @extschema@.opsdemo_partitions_drop(timestamptz) IS
+'detach and drop the partitions of t1 whose range ends at or before "before", subtracting their rows from mv_sum; returns how many were dropped';
+
+CREATE FUNCTION @extschema@.opsdemo_partition_guard()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'opsdemo_partition_guard'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION @extschema@.opsdemo_partition_guard() FROM PUBLIC;
+
+-- A bare DROP TABLE or DETACH PARTITION of a t1 partition subtracts its
+-- rows from mv_sum first; DETACH ... CONCURRENTLY is refused.  ALWAYS, like
+-- the row triggers: a session with session_replication_role = replica
+-- still keeps mv_sum exact.
+CREATE EVENT TRIGGER opsdemo_partition_guard ON ddl_command_start
+    WHEN TAG IN ('DROP TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION @extschema@.opsdemo_partition_guard();
+ALTER EVENT TRIGGER opsdemo_partition_guard ENABLE ALWAYS;
 
 CREATE VIEW @extschema@.opsdemo_partitions AS
 SELECT c.relname::text AS partition,

@@ -187,8 +187,50 @@ SET ROLE opsdemo_mv_writer;
 SELECT opsdemo_mv_sum_absorb();
 RESET ROLE;
 
+-- a role with nothing but TEMP cannot attach the trigger functions to a
+-- look-alike table (the reproduction from issue 9), so forges nothing
+CREATE ROLE opsdemo_temp_only;
+SET ROLE opsdemo_temp_only;
+CREATE TEMP TABLE x(amount numeric(12,2), status int2, client_id int8, operation_type text);
+CREATE TRIGGER forge AFTER INSERT ON x
+    FOR EACH ROW EXECUTE FUNCTION opsdemo_mv_sum_row_trigger();
+CREATE TRIGGER forge_statement AFTER INSERT ON x
+    FOR EACH STATEMENT EXECUTE FUNCTION opsdemo_mv_sum_statement_trigger();
+CREATE TRIGGER forge_truncate BEFORE TRUNCATE ON x
+    FOR EACH STATEMENT EXECUTE FUNCTION opsdemo_mv_sum_truncate_trigger();
+INSERT INTO x VALUES (1000000, 1, 424242, 'online');
+RESET ROLE;
+SELECT count(*) AS forged_groups FROM mv_sum WHERE client_id = 424242;
+-- nor can a role that may create triggers with them: only t1 and its
+-- partitions are counted, whatever the columns look like
+CREATE TEMP TABLE y(amount int, status int2, client_id int8, operation_type text);
+CREATE TRIGGER forge AFTER INSERT ON y
+    FOR EACH ROW EXECUTE FUNCTION opsdemo_mv_sum_row_trigger();
+INSERT INTO y VALUES (1000000, 1, 424242, 'online');
+DROP TRIGGER forge ON y;
+CREATE TRIGGER forge_statement AFTER INSERT ON y
+    FOR EACH STATEMENT EXECUTE FUNCTION opsdemo_mv_sum_statement_trigger();
+INSERT INTO y VALUES (1000000, 1, 424242, 'online');
+DROP TRIGGER forge_statement ON y;
+INSERT INTO y VALUES (1000000, 1, 424242, 'online');
+CREATE TRIGGER forge_truncate BEFORE TRUNCATE ON y
+    FOR EACH STATEMENT EXECUTE FUNCTION opsdemo_mv_sum_truncate_trigger();
+TRUNCATE y;
+SELECT count(*) AS rows_kept FROM y;
+SELECT count(*) AS forged_groups FROM mv_sum WHERE client_id = 424242;
+-- and t1 itself is read by column type, not just by name
+BEGIN;
+DROP TRIGGER mv_sum_update ON t1;
+ALTER TABLE t1 ALTER COLUMN amount TYPE double precision;
+INSERT INTO t1 (amount, status, message)
+VALUES (3.50, 1, '{"account_number": "A3", "client_id": 11, "operation_type": "online"}');
+ROLLBACK;
+SELECT * FROM opsdemo_mv_sum_verify();
+
 DROP TABLE not_t1;
 DROP PROCEDURE flip_in_two_commits();
 REVOKE ALL ON t1 FROM opsdemo_mv_writer;
 DROP ROLE opsdemo_mv_writer;
+DROP TABLE x, y;
+DROP ROLE opsdemo_temp_only;
 DROP EXTENSION pg_opsdemo;

@@ -14,8 +14,16 @@
  *	- cost per changed row is a hash lookup and a numeric addition; cost per
  *	  transaction is one upsert of the touched groups, so a bulk flip of
  *	  millions of rows writes at most one mv_sum row per group;
- *	- writers lock mv_sum rows in one global order, and only from commit
- *	  onwards, so writers touching the same groups never deadlock on mv_sum;
+ *	- at commit, writers lock mv_sum rows in one global order, so two
+ *	  transactions that leave all their changes to commit never deadlock on
+ *	  mv_sum.  A transaction that applies earlier (opsdemo_mv_sum_flush(),
+ *	  opsdemo_mv_sum_verify(), opsdemo.mv_sum_apply = statement) holds the
+ *	  rows it wrote from then on and can deadlock with any writer of the same
+ *	  groups; PostgreSQL then aborts one of them (40P01);
+ *	- under REPEATABLE READ and SERIALIZABLE the apply is a write like any
+ *	  other: if another transaction changed one of the groups since the
+ *	  snapshot, the apply (at COMMIT, by default) fails with a serialization
+ *	  failure (40001) and the whole transaction rolls back, to be retried;
  *	- no transition tables, so COPY keeps its multi-insert path (it falls
  *	  back to one row at a time for INSERT transition tables on a
  *	  partitioned target), and statement triggers are not needed for
@@ -23,10 +31,14 @@
  *
  * Deltas are tracked per subtransaction: rows changed in a subtransaction
  * that rolls back are forgotten, and deltas applied inside a subtransaction
- * that rolls back become pending again.
+ * that rolls back become pending again.  A released subtransaction's deltas
+ * are merged into its parent's, so memory does not grow with the number of
+ * subtransactions.
  *
- * TRUNCATE has no rows to trigger on: each partition gets a BEFORE TRUNCATE
- * trigger (opsdemo_partition_prepare) that subtracts the partition's groups.
+ * TRUNCATE, DROP and DETACH of a partition fire no row trigger: each
+ * partition gets a BEFORE TRUNCATE trigger (opsdemo_partition_prepare), and
+ * mv_sum_retention.c covers DROP and DETACH; all of them subtract the
+ * partition's groups with opsdemo_mv_sum_subtract_relation.
  *
  *-------------------------------------------------------------------------
  */
@@ -35,6 +47,7 @@
 #include "access/genam.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/partition.h"
 #include "catalog/pg_subscription.h"
 #include "catalog/pg_subscription_rel.h"
 #include "catalog/pg_type.h"
@@ -93,7 +106,8 @@ typedef struct GroupDelta
 } GroupDelta;
 
 /*
- * The deltas of the rows one subtransaction changed.  While pending,
+ * The deltas of the rows one subtransaction (and the released ones below
+ * it) changed.  While pending,
  * applied_in is invalid; once applied by a subtransaction other than the
  * one that recorded them, the frame is kept so that rolling back the
  * applying subtransaction makes it pending again.
@@ -107,11 +121,20 @@ typedef struct DeltaFrame
 	struct DeltaFrame *next;
 } DeltaFrame;
 
-/* All frames of the current transaction, newest first; NULL when none. */
+/*
+ * All frames of the current transaction, newest first; NULL when none.  No
+ * two have the same recorded_in and applied_in after a subcommit.
+ */
 static DeltaFrame *frames = NULL;
 static MemoryContext frames_cxt = NULL;
 
-/* Column numbers of t1's columns, per relation (partitions may differ). */
+/*
+ * Column numbers of t1's columns, per relation (partitions may differ).  An
+ * entry exists only for t1 and its partitions, once their column types have
+ * been checked; it goes with any invalidation of the relation, and all of
+ * them with an invalidation of t1 (a drop or rename of t1 leaves partitions
+ * of a table that is no longer the extension's).
+ */
 typedef struct RelColumns
 {
 	Oid			relid;			/* hash key */
@@ -122,6 +145,7 @@ typedef struct RelColumns
 } RelColumns;
 
 static HTAB *rel_columns = NULL;
+static Oid	rel_columns_t1 = InvalidOid;
 
 /* Saved plans of the apply statements and the mv_sum they were made for. */
 static SPIPlanPtr upsert_plan = NULL;
@@ -243,24 +267,18 @@ applied_where_recorded(DeltaFrame *frame, SubTransactionId subid)
 }
 
 /*
- * Adds sum and count to the group's delta in the current subtransaction's
- * frame, or subtracts them when negative is set.
+ * Adds sum and count to the group's delta in frame, or subtracts them when
+ * negative is set.
  */
 static void
-add_delta(int64 client_id, const text *operation_type, Numeric sum,
-		  int64 count, bool negative)
+frame_add(DeltaFrame *frame, int64 client_id, const text *operation_type,
+		  Numeric sum, int64 count, bool negative)
 {
-	SubTransactionId subid = GetCurrentSubTransactionId();
-	DeltaFrame *frame = frames;
 	GroupKey	key;
 	GroupDelta *entry;
 	bool		found;
 	MemoryContext oldcxt;
 	Numeric		old;
-
-	if (frame == NULL || frame->recorded_in != subid ||
-		frame->applied_in != InvalidSubTransactionId)
-		frame = frame_new(subid);
 
 	key.client_id = client_id;
 	key.operation_type = operation_type;
@@ -283,6 +301,92 @@ add_delta(int64 client_id, const text *operation_type, Numeric sum,
 	pfree(old);
 	entry->count += negative ? -count : count;
 	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * Adds a row's (or a group's) effect to the current subtransaction's
+ * pending frame.
+ */
+static void
+add_delta(int64 client_id, const text *operation_type, Numeric sum,
+		  int64 count, bool negative)
+{
+	SubTransactionId subid = GetCurrentSubTransactionId();
+	DeltaFrame *frame;
+
+	/* Frames are merged at subcommit, so the list is short. */
+	for (frame = frames; frame != NULL; frame = frame->next)
+		if (frame->recorded_in == subid &&
+			frame->applied_in == InvalidSubTransactionId)
+			break;
+	if (frame == NULL)
+		frame = frame_new(subid);
+	frame_add(frame, client_id, operation_type, sum, count, negative);
+}
+
+/*
+ * Frames with the same recorded_in and applied_in share their fate in
+ * every later commit and rollback, so one frame can hold both.  Merging
+ * them at each subcommit keeps the number of frames bounded by the
+ * nesting depth instead of growing with every released savepoint (a
+ * PL/pgSQL loop with an EXCEPTION block, psql's ON_ERROR_ROLLBACK).  The
+ * smaller frame is folded into the larger one, so a long series of small
+ * subtransactions costs each only its own groups.
+ */
+static void
+frames_merge_equal(void)
+{
+	DeltaFrame *frame;
+
+	for (frame = frames; frame != NULL; frame = frame->next)
+	{
+		DeltaFrame **link = &frame->next;
+
+		while (*link != NULL)
+		{
+			DeltaFrame *other = *link;
+			DeltaFrame *into;
+			DeltaFrame *from;
+			HASH_SEQ_STATUS status;
+			GroupDelta *entry;
+
+			if (other->recorded_in != frame->recorded_in ||
+				other->applied_in != frame->applied_in)
+			{
+				link = &other->next;
+				continue;
+			}
+			if (hash_get_num_entries(other->groups) >
+				hash_get_num_entries(frame->groups))
+			{
+				into = other;
+				from = frame;
+			}
+			else
+			{
+				into = frame;
+				from = other;
+			}
+			hash_seq_init(&status, from->groups);
+			while ((entry = hash_seq_search(&status)) != NULL)
+				frame_add(into, entry->key.client_id, entry->key.operation_type,
+						  entry->sum, entry->count, false);
+
+			/* Keep the list node of "frame"; it takes over into's contents. */
+			if (into == other)
+			{
+				HTAB	   *groups = frame->groups;
+				MemoryContext cxt = frame->cxt;
+
+				frame->groups = other->groups;
+				frame->cxt = other->cxt;
+				other->groups = groups;
+				other->cxt = cxt;
+			}
+			*link = other->next;
+			frame_free(other);
+		}
+	}
 }
 
 /* ---- transaction callbacks -------------------------------------------- */
@@ -341,6 +445,7 @@ mv_sum_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			}
 			/* Now nothing can undo the one without the other. */
 			frames_remove_if(applied_where_recorded, InvalidSubTransactionId);
+			frames_merge_equal();
 			break;
 		default:
 			break;
@@ -352,12 +457,13 @@ mv_sum_relcache_callback(Datum arg, Oid relid)
 {
 	if (rel_columns == NULL)
 		return;
-	if (OidIsValid(relid))
+	if (OidIsValid(relid) && relid != rel_columns_t1)
 		(void) hash_search(rel_columns, &relid, HASH_REMOVE, NULL);
 	else
 	{
 		hash_destroy(rel_columns);
 		rel_columns = NULL;
+		rel_columns_t1 = InvalidOid;
 	}
 }
 
@@ -366,7 +472,7 @@ opsdemo_mv_sum_init(void)
 {
 	DefineCustomEnumVariable("opsdemo.mv_sum_apply",
 							 "When t1's changes reach mv_sum: at commit, or at the end of each statement.",
-							 "\"commit\" locks mv_sum rows only while committing, in one global order, so concurrent writers never deadlock on them; \"statement\" makes a transaction see its own changes in mv_sum.",
+							 "\"commit\" locks mv_sum rows only while committing, in one global order, so writers that all apply at commit do not deadlock on them; \"statement\" makes a transaction see its own changes in mv_sum, but holds mv_sum row locks from its first statement on, so it can deadlock with other writers of the same groups.",
 							 &mv_sum_apply,
 							 MV_SUM_APPLY_COMMIT,
 							 mv_sum_apply_options,
@@ -631,48 +737,106 @@ mv_sum_apply_pending(void)
 
 /* ---- triggers --------------------------------------------------------- */
 
-static RelColumns *
-columns_of(Relation rel)
+/*
+ * True if relid is t1 itself or a partition of it (at any depth).
+ */
+bool
+opsdemo_is_t1_or_partition(Oid relid, Oid t1_relid)
 {
-	Oid			relid = RelationGetRelid(rel);
-	RelColumns *cols;
-	bool		found;
+	List	   *ancestors;
+	bool		result;
 
-	if (rel_columns == NULL)
+	if (relid == t1_relid)
+		return true;
+	if (!get_rel_relispartition(relid))
+		return false;
+	ancestors = get_partition_ancestors(relid);
+	result = list_member_oid(ancestors, t1_relid);
+	list_free(ancestors);
+	return result;
+}
+
+/*
+ * The column numbers of rel's mv_sum columns.  The trigger functions are
+ * reachable from any CREATE TRIGGER their EXECUTE privilege allows, so
+ * before reading a single attribute make sure rel is the extension's t1 or
+ * one of its partitions and that every column has the type the code reads
+ * it as: a look-alike table could otherwise forge mv_sum groups, and a
+ * column of another type would be read through the wrong representation.
+ */
+static RelColumns *
+columns_of(Relation rel, const char *funcname)
+{
+	static const char *const names[4] = {OPSDEMO_COL_AMOUNT, OPSDEMO_COL_STATUS,
+	"client_id", "operation_type"};
+	static const Oid types[4] = {NUMERICOID, INT2OID, INT8OID, TEXTOID};
+	Oid			relid = RelationGetRelid(rel);
+	TupleDesc	desc = RelationGetDescr(rel);
+	RelColumns	found_cols;
+	AttrNumber *targets[4] = {&found_cols.att_amount, &found_cols.att_status,
+	&found_cols.att_client_id, &found_cols.att_operation_type};
+	RelColumns *cols;
+	Oid			t1_relid;
+	bool		found;
+	int			i;
+
+	if (rel_columns != NULL)
+	{
+		cols = hash_search(rel_columns, &relid, HASH_FIND, NULL);
+		if (cols != NULL)
+			return cols;
+	}
+
+	t1_relid = opsdemo_t1_relid(opsdemo_schema_oid());
+	if (!opsdemo_is_t1_or_partition(relid, t1_relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("function \"%s\" can only be fired by table \"%s\" or its partitions",
+						funcname, OPSDEMO_TABLE_NAME),
+				 errdetail("\"%s\" is not the table \"%s\" of extension \"%s\" or a partition of it.",
+						   RelationGetRelationName(rel), OPSDEMO_TABLE_NAME,
+						   OPSDEMO_EXTENSION_NAME)));
+
+	for (i = 0; i < 4; i++)
+	{
+		AttrNumber	attnum = get_attnum(relid, names[i]);
+		Form_pg_attribute att;
+
+		if (attnum <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("column \"%s\" of relation \"%s\" does not exist",
+							names[i], RelationGetRelationName(rel)),
+					 errhint("mv_sum maintenance reads this column; rename it back or recreate the extension.")));
+		att = TupleDescAttr(desc, attnum - 1);
+		if (att->atttypid != types[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("column \"%s\" of relation \"%s\" has type %s, but mv_sum maintenance reads it as %s",
+							names[i], RelationGetRelationName(rel),
+							format_type_be(att->atttypid),
+							format_type_be(types[i])),
+					 errhint("Change the column back to type %s or recreate the extension.",
+							 format_type_be(types[i]))));
+		*targets[i] = attnum;
+	}
+
+	if (rel_columns == NULL || rel_columns_t1 != t1_relid)
 	{
 		HASHCTL		ctl;
 
+		if (rel_columns != NULL)
+			hash_destroy(rel_columns);
 		ctl.keysize = sizeof(Oid);
 		ctl.entrysize = sizeof(RelColumns);
 		ctl.hcxt = CacheMemoryContext;
 		rel_columns = hash_create("opsdemo mv_sum columns", 16, &ctl,
 								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		rel_columns_t1 = t1_relid;
 	}
 	cols = hash_search(rel_columns, &relid, HASH_ENTER, &found);
-	if (!found)
-	{
-		const char *names[4] = {OPSDEMO_COL_AMOUNT, OPSDEMO_COL_STATUS,
-		"client_id", "operation_type"};
-		AttrNumber *targets[4] = {&cols->att_amount, &cols->att_status,
-		&cols->att_client_id, &cols->att_operation_type};
-		int			i;
-
-		for (i = 0; i < 4; i++)
-		{
-			AttrNumber	attnum = get_attnum(relid, names[i]);
-
-			if (attnum == InvalidAttrNumber)
-			{
-				(void) hash_search(rel_columns, &relid, HASH_REMOVE, NULL);
-				ereport(ERROR,
-						(errcode(ERRCODE_UNDEFINED_COLUMN),
-						 errmsg("column \"%s\" of relation \"%s\" does not exist",
-								names[i], RelationGetRelationName(rel)),
-						 errhint("mv_sum maintenance reads this column; rename it back or recreate the extension.")));
-			}
-			*targets[i] = attnum;
-		}
-	}
+	found_cols.relid = relid;
+	*cols = found_cols;
 	return cols;
 }
 
@@ -733,7 +897,7 @@ opsdemo_mv_sum_row_trigger(PG_FUNCTION_ARGS)
 	RelColumns *cols;
 
 	check_trigger_call(fcinfo, "opsdemo_mv_sum_row_trigger", true);
-	cols = columns_of(trigdata->tg_relation);
+	cols = columns_of(trigdata->tg_relation, "opsdemo_mv_sum_row_trigger");
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 		add_row(trigdata->tg_trigslot, cols, false);
@@ -755,50 +919,52 @@ Datum
 opsdemo_mv_sum_statement_trigger(PG_FUNCTION_ARGS)
 {
 	check_trigger_call(fcinfo, "opsdemo_mv_sum_statement_trigger", false);
+	(void) columns_of(((TriggerData *) fcinfo->context)->tg_relation,
+					  "opsdemo_mv_sum_statement_trigger");
 	if (mv_sum_apply == MV_SUM_APPLY_STATEMENT && frames != NULL)
 		(void) apply_pending_deltas();
 	return PointerGetDatum(NULL);
 }
 
 /*
- * BEFORE TRUNCATE on a partition: subtracts the groups of its status = 1
- * rows, read as mv_sum's owner (the truncating role may lack SELECT).
+ * Records the removal of every status = 1 row of relation relid (a
+ * partition of t1 that is about to be truncated, detached or dropped):
+ * subtracts its groups, read as the relation's owner (the caller may lack
+ * SELECT).  The caller holds a lock that keeps writers out.  The rows are
+ * read with a fresh snapshot, not the transaction's: under REPEATABLE READ
+ * the latter can miss rows committed since it was taken, which TRUNCATE
+ * and DROP remove all the same.
  */
-Datum
-opsdemo_mv_sum_truncate_trigger(PG_FUNCTION_ARGS)
+void
+opsdemo_mv_sum_subtract_relation(Oid relid)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	Relation	rel;
 	StringInfoData sql;
 	OpsdemoSavedUser saved_user;
+	SPIPlanPtr	plan;
 	uint64		i;
 	int			ret;
-
-	if (!CALLED_AS_TRIGGER(fcinfo) ||
-		!TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event) ||
-		!TRIGGER_FIRED_BEFORE(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" must be fired BEFORE TRUNCATE",
-						"opsdemo_mv_sum_truncate_trigger")));
-	rel = trigdata->tg_relation;
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
 					 "SELECT client_id, operation_type, pg_catalog.sum(amount), pg_catalog.count(*) "
 					 "FROM ONLY %s WHERE status OPERATOR(pg_catalog.=) 1 "
 					 "GROUP BY client_id, operation_type",
-					 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-												RelationGetRelationName(rel)));
+					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												get_rel_name(relid)));
 
-	opsdemo_become_owner(RelationGetRelid(rel), &saved_user);
+	opsdemo_become_owner(relid, &saved_user);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	ret = SPI_execute(sql.data, true, 0);
+	plan = SPI_prepare(sql.data, 0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare reading the groups of \"%s\": %s",
+			 get_rel_name(relid), SPI_result_code_string(SPI_result));
+	ret = SPI_execute_snapshot(plan, NULL, NULL, GetLatestSnapshot(),
+							   InvalidSnapshot, true, false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading the groups of \"%s\" failed: %s",
-			 RelationGetRelationName(rel), SPI_result_code_string(ret));
+			 get_rel_name(relid), SPI_result_code_string(ret));
 
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -818,6 +984,28 @@ opsdemo_mv_sum_truncate_trigger(PG_FUNCTION_ARGS)
 	SPI_finish();
 	opsdemo_restore_user(&saved_user);
 	pfree(sql.data);
+}
+
+/*
+ * BEFORE TRUNCATE on a partition: subtracts the groups of its status = 1
+ * rows.  TRUNCATE has locked the partition ACCESS EXCLUSIVE already.
+ */
+Datum
+opsdemo_mv_sum_truncate_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BEFORE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be fired BEFORE TRUNCATE",
+						"opsdemo_mv_sum_truncate_trigger")));
+	rel = trigdata->tg_relation;
+	(void) columns_of(rel, "opsdemo_mv_sum_truncate_trigger");
+	opsdemo_mv_sum_subtract_relation(RelationGetRelid(rel));
 	return PointerGetDatum(NULL);
 }
 
@@ -828,6 +1016,8 @@ opsdemo_mv_sum_truncate_trigger(PG_FUNCTION_ARGS)
  *
  * Applies this transaction's pending changes to mv_sum now rather than at
  * commit, so the transaction can read them; returns the groups written.
+ * The mv_sum rows written stay locked until the transaction ends, outside
+ * the global order of the commit-time apply: see the file header.
  */
 Datum
 opsdemo_mv_sum_flush(PG_FUNCTION_ARGS)

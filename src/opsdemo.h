@@ -114,6 +114,10 @@ extern void opsdemo_check_range(TimestampTz from, TimestampTz to,
 /* mv_sum.c: incremental maintenance of mv_sum */
 extern void opsdemo_mv_sum_init(void);
 
+/* stream mvsum: relation checks, subtraction for retention (mv_sum.c) */
+extern bool opsdemo_is_t1_or_partition(Oid relid, Oid t1_relid);
+extern void opsdemo_mv_sum_subtract_relation(Oid relid);
+
 /* jobs.c: the job bodies, called by the SQL functions and the worker */
 extern int64 opsdemo_insert_rows(TimestampTz at, int nrows);
 extern int64 opsdemo_update_rows(TimestampTz at);
