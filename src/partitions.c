@@ -246,12 +246,12 @@ opsdemo_partitions_create_here(Oid nspid, Oid t1_relid,
 	if (not_exempt > 0 && existing + not_exempt > max_partitions)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("creating %d more partitions of \"%s\" would exceed opsdemo.max_partitions (%d)",
-						not_exempt, OPSDEMO_TABLE_NAME, max_partitions),
-				 errdetail("\"%s\" has %d monthly partitions; the range from %s to %s lacks %d months.",
-						   OPSDEMO_TABLE_NAME, existing,
+				 errmsg("partitions of \"%s\" would exceed opsdemo.max_partitions (%d)",
+						OPSDEMO_TABLE_NAME, max_partitions),
+				 errdetail("Monthly partitions: %d existing, %d more needed for the range from %s to %s.",
+						   existing, not_exempt,
 						   pstrdup(timestamptz_to_str(from)),
-						   pstrdup(timestamptz_to_str(to)), missing),
+						   pstrdup(timestamptz_to_str(to))),
 				 errhint("Drop months that are no longer needed, or ask a superuser to raise opsdemo.max_partitions.")));
 
 	/*
