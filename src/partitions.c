@@ -383,12 +383,21 @@ opsdemo_partitions_ensure_range(Oid nspid, Oid t1_relid,
 			AcceptInvalidationMessages();
 			return created;
 		}
-		reason = "no background worker could be started (see max_worker_processes)";
-	}
 
-	ereport(DEBUG1,
-			(errmsg_internal("pg_opsdemo: creating partitions of t1 in the calling transaction: %s",
-							 reason)));
+		/*
+		 * Readers of t1 now wait for the caller's commit: worth a line in
+		 * the server log, unlike the expected cases below.
+		 */
+		ereport(LOG,
+				(errmsg("no background worker could be started to create partitions of \"%s\"; creating them in the calling transaction",
+						OPSDEMO_TABLE_NAME),
+				 errdetail("The default partition stays locked in ACCESS EXCLUSIVE mode until that transaction ends."),
+				 errhint("Raise max_worker_processes.")));
+	}
+	else
+		ereport(DEBUG1,
+				(errmsg_internal("pg_opsdemo: creating partitions of t1 in the calling transaction: %s",
+								 reason)));
 	return opsdemo_partitions_create_here(nspid, t1_relid, from, to,
 										  opsdemo_max_partitions);
 }
