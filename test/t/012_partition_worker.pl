@@ -60,6 +60,10 @@ is( $node->safe_psql('postgres',
 		"SELECT count(*) FROM opsdemo_partitions WHERE partition = 't1_2032_05'"),
 	'0',
 	'without a worker slot, the month is created in the rolled-back transaction');
+like(
+	slurp_file($node->logfile),
+	qr/LOG:  no background worker could be started to create partitions of "t1"; creating them in the calling transaction/,
+	'... which the server log says');
 is( $node->safe_psql('postgres', q{
 		SET client_min_messages = warning;
 		SELECT opsdemo_generate(100, '2032-05-01', '2032-06-01', seed => 3);
