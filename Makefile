@@ -7,6 +7,7 @@ OBJS        = src/module.o \
               src/catalog.o \
               src/guid.o \
               src/partitions.o \
+              src/partition_worker.o \
               src/generate.o \
               src/rowgen.o \
               src/jobs.o \

@@ -251,12 +251,19 @@ COMMENT ON FUNCTION @extschema@.opsdemo_mv_sum_verify() IS
 -- Partition management
 --------------------------------------------------------------------------
 
--- Internal: runs as t1's owner, called by opsdemo_partitions_ensure().
+-- Internal: runs as t1's owner, called by opsdemo_partitions_ensure() (in a
+-- background worker of its own, see src/partition_worker.c).  The SET
+-- clauses make the bounds independent of the caller's DateStyle, TimeZone
+-- and IntervalStyle; they are written in ISO format with an explicit UTC
+-- offset all the same.
 CREATE FUNCTION @extschema@.opsdemo_partitions_create(range_from timestamptz,
                                                       range_to timestamptz)
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET datestyle = 'ISO, YMD'
+SET timezone = 'UTC'
+SET intervalstyle = 'postgres'
 AS $$
 DECLARE
     month_start timestamp;      -- UTC wall time of the month's first instant
@@ -264,11 +271,14 @@ DECLARE
     lo          timestamptz;
     hi          timestamptz;
     part_name   text;
+    part        regclass;
     created     integer := 0;
     moving      boolean;
 BEGIN
-    -- One creator at a time; others wait and then find the work done.
-    PERFORM pg_advisory_xact_lock('@extschema@.t1'::regclass::oid::bigint);
+    -- One creator at a time; others wait and then find the work done.  The
+    -- key is in the two-int4 advisory key space, apart from the one-bigint
+    -- keys applications use: class 1869640548 ('opsd'), object 1.
+    PERFORM pg_advisory_xact_lock(1869640548, 1);
 
     month_start := date_trunc('month', range_from AT TIME ZONE 'UTC');
     last_month := date_trunc('month', (range_to - interval '1 microsecond') AT TIME ZONE 'UTC');
@@ -277,8 +287,21 @@ BEGIN
         lo := month_start AT TIME ZONE 'UTC';
         hi := (month_start + interval '1 month') AT TIME ZONE 'UTC';
         part_name := format('t1_%s', to_char(month_start, 'YYYY_MM'));
+        part := to_regclass(format('%s.%I', '@extschema@', part_name));
 
-        IF to_regclass(format('%s.%I', '@extschema@', part_name)) IS NULL THEN
+        -- Skipping a look-alike would leave the month in the default
+        -- partition for good.
+        IF part IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM pg_inherits
+                 WHERE inhrelid = part
+                   AND inhparent = '@extschema@.t1'::regclass) THEN
+            RAISE EXCEPTION 'relation "%" already exists and is not a partition of t1',
+                            part_name
+                USING ERRCODE = 'duplicate_table',
+                      HINT = 'Drop or rename it so that the month''s partition can be created.';
+        END IF;
+
+        IF part IS NULL THEN
             -- Rows of this month in the default partition are moved through
             -- t1 itself, so triggers and logical replication see the move.
             moving := EXISTS (SELECT 1 FROM @extschema@.t1_default
@@ -294,8 +317,9 @@ BEGIN
                 USING lo, hi;
             END IF;
 
-            -- CREATE + ATTACH takes only SHARE UPDATE EXCLUSIVE on t1, so
-            -- readers and writers of other months are not blocked.
+            -- ATTACH takes SHARE UPDATE EXCLUSIVE on t1 and ACCESS
+            -- EXCLUSIVE on the default partition, until this transaction
+            -- ends: hence the short transaction of a worker.
             EXECUTE format('CREATE TABLE %s.%I (LIKE @extschema@.t1 INCLUDING DEFAULTS '
                            'INCLUDING GENERATED INCLUDING CONSTRAINTS INCLUDING STORAGE)',
                            '@extschema@', part_name);
@@ -303,7 +327,9 @@ BEGIN
                 format('%s.%I', '@extschema@', part_name)::regclass);
             EXECUTE format('ALTER TABLE @extschema@.t1 ATTACH PARTITION %s.%I '
                            'FOR VALUES FROM (%L) TO (%L)',
-                           '@extschema@', part_name, lo, hi);
+                           '@extschema@', part_name,
+                           to_char(month_start, 'YYYY-MM-DD HH24:MI:SS') || '+00',
+                           to_char(month_start + interval '1 month', 'YYYY-MM-DD HH24:MI:SS') || '+00');
 
             IF moving THEN
                 EXECUTE format(

@@ -35,6 +35,7 @@
 #include "parser/parse_relation.h"
 #include "pgstat.h"
 #include "rewrite/rewriteHandler.h"
+#include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/lsyscache.h"
@@ -62,6 +63,7 @@ typedef struct GenerateArgs
 	TimestampTz period_start;
 	TimestampTz period_end;
 	uint64		seed;
+	bool		seeded;			/* reproducible data set asked for */
 	int32		clients;
 	double		processed_share;
 } GenerateArgs;
@@ -138,7 +140,8 @@ read_arguments(FunctionCallInfo fcinfo, GenerateArgs *args)
 	opsdemo_check_range(args->period_start, args->period_end,
 					   "generation period");
 
-	if (PG_ARGISNULL(3))
+	args->seeded = !PG_ARGISNULL(3);
+	if (!args->seeded)
 	{
 		if (!pg_strong_random(&args->seed, sizeof(args->seed)))
 			ereport(ERROR,
@@ -393,6 +396,13 @@ opsdemo_generate(PG_FUNCTION_ARGS)
 	read_arguments(fcinfo, &args);
 	INSTR_TIME_SET_CURRENT(started);
 
+	/*
+	 * The rows are written below the executor, so its read-only check must
+	 * be made here (a hot standby's transactions are read-only too).
+	 */
+	PreventCommandIfReadOnly("opsdemo_generate()");
+	PreventCommandIfParallelMode("opsdemo_generate()");
+
 	target.nspid = opsdemo_schema_oid();
 	target.t1_relid = opsdemo_t1_relid(target.nspid);
 
@@ -513,7 +523,11 @@ opsdemo_generate(PG_FUNCTION_ARGS)
 
 		opsdemo_operation_draw(&rng, args.clients, &op);
 		guid = palloc(sizeof(pg_uuid_t));
-		opsdemo_guid_make(at, opsdemo_rng_next(&rng), opsdemo_rng_next(&rng), guid);
+		if (args.seeded)
+			opsdemo_guid_make(at, opsdemo_rng_next(&rng), opsdemo_rng_next(&rng),
+							  guid);
+		else
+			opsdemo_guid_make_strong(at, guid);
 
 		for (i = 0; i < desc->natts; i++)
 		{

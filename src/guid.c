@@ -19,11 +19,16 @@
  * Time-ordered keys also keep the unique index's insertions near its right
  * edge, which is markedly cheaper than random UUIDs for bulk loads.
  *
+ * The random bits of a GUID minted without a seed come from
+ * pg_strong_random(), as gen_random_uuid()'s do: a fast PRNG's state can be
+ * recovered from a few of its outputs, which would let anyone who sees some
+ * GUIDs predict the next ones.  Only a seeded opsdemo_generate() uses its
+ * PRNG for them, because it promises the same rows for the same seed.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "common/pg_prng.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -63,7 +68,8 @@ opsdemo_check_guid_range(TimestampTz at, const char *what)
 }
 
 /*
- * Build the UUIDv7 for "at" from 74 caller-supplied random bits.
+ * Build the UUIDv7 for "at" from caller-supplied random bits: the low 14
+ * bits of random_a and the low 48 bits of random_b.
  */
 void
 opsdemo_guid_make(TimestampTz at, uint64 random_a, uint64 random_b,
@@ -91,6 +97,50 @@ opsdemo_guid_make(TimestampTz at, uint64 random_a, uint64 random_b,
 	b[13] = (unsigned char) (random_b >> 16);
 	b[14] = (unsigned char) (random_b >> 8);
 	b[15] = (unsigned char) random_b;
+}
+
+/*
+ * Strong random bytes are fetched a few kilobytes at a time: with OpenSSL
+ * every pg_strong_random() call has a fixed cost, without it every call is
+ * a read() of /dev/urandom, either of which per row would slow the
+ * generator down measurably.  Bytes handed out are never handed out again.
+ */
+#define STRONG_POOL_SIZE	4096
+
+static unsigned char strong_pool[STRONG_POOL_SIZE];
+static int	strong_pool_next = STRONG_POOL_SIZE;	/* empty */
+
+static uint64
+strong_random_uint64(void)
+{
+	uint64		result;
+
+	if (strong_pool_next + (int) sizeof(result) > STRONG_POOL_SIZE)
+	{
+		if (!pg_strong_random(strong_pool, STRONG_POOL_SIZE))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate random values")));
+		strong_pool_next = 0;
+	}
+	memcpy(&result, strong_pool + strong_pool_next, sizeof(result));
+	/* What was handed out must not linger where a later read could find it. */
+	memset(strong_pool + strong_pool_next, 0, sizeof(result));
+	strong_pool_next += sizeof(result);
+	return result;
+}
+
+/*
+ * Build the UUIDv7 for "at" with random bits from pg_strong_random(): the
+ * GUID of every row whose caller did not ask for reproducible data.
+ */
+void
+opsdemo_guid_make_strong(TimestampTz at, pg_uuid_t *out)
+{
+	uint64		r = strong_random_uint64();
+
+	/* 14 bits for random_a, 48 for random_b: all that a GUID keeps */
+	opsdemo_guid_make(at, r >> 50, r & ((UINT64CONST(1) << 48) - 1), out);
 }
 
 /*
@@ -132,10 +182,7 @@ opsdemo_guid(PG_FUNCTION_ARGS)
 	pg_uuid_t  *result = palloc(sizeof(pg_uuid_t));
 
 	opsdemo_check_guid_range(at, "operation time");
-	opsdemo_guid_make(at,
-					  pg_prng_uint64(&pg_global_prng_state),
-					  pg_prng_uint64(&pg_global_prng_state),
-					  result);
+	opsdemo_guid_make_strong(at, result);
 	PG_RETURN_UUID_P(result);
 }
 

@@ -19,5 +19,6 @@ void
 _PG_init(void)
 {
 	opsdemo_mv_sum_init();
+	opsdemo_partitions_init();
 	opsdemo_worker_init();
 }

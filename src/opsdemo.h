@@ -111,6 +111,40 @@ extern bool opsdemo_partition_exists_for(Oid nspid, TimestampTz at);
 extern void opsdemo_check_range(TimestampTz from, TimestampTz to,
 							   const char *what);
 
+/* ---- stream "parts": partition creation, GUID randomness ---- */
+
+/*
+ * Partition creation is serialized by the transaction-level advisory lock
+ * (OPSDEMO_LOCK_CLASS, OPSDEMO_LOCK_PARTITIONS) in the two-int4 key space,
+ * i.e. pg_advisory_xact_lock(1869640548, 1): kept apart from the one-bigint
+ * keys applications use.  The class id is "opsd" in ASCII.
+ */
+#define OPSDEMO_LOCK_CLASS			1869640548
+#define OPSDEMO_LOCK_PARTITIONS		1
+
+extern int	opsdemo_max_partitions;
+extern int	opsdemo_partition_lock_timeout;
+
+extern void opsdemo_partitions_init(void);
+extern int	opsdemo_partitions_create_here(Oid nspid, Oid t1_relid,
+										   TimestampTz from, TimestampTz to,
+										   int max_partitions);
+
+/* partition_worker.c */
+extern bool opsdemo_partitions_create_in_worker(Oid nspid, Oid t1_relid,
+												TimestampTz from, TimestampTz to,
+												int max_partitions,
+												int lock_timeout_ms,
+												int *created);
+
+/*
+ * guid.c: a GUID for "at" whose random bits come from pg_strong_random();
+ * for every GUID not minted by a seeded generator.
+ */
+extern void opsdemo_guid_make_strong(TimestampTz at, pg_uuid_t *out);
+
+/* ---- end of stream "parts" ---- */
+
 /* mv_sum.c: incremental maintenance of mv_sum */
 extern void opsdemo_mv_sum_init(void);
 
