@@ -75,6 +75,9 @@ PG_FUNCTION_INFO_V1(opsdemo_worker_stop);
 #define DRAIN_SHARE_NUM		3
 #define DRAIN_SHARE_DEN		4
 
+/* An update batch is sized to take about this share of the budget. */
+#define BATCH_SHARE_DEN		4
+
 typedef enum TickOutcome
 {
 	TICK_OK,
@@ -88,6 +91,7 @@ typedef enum StepOutcome
 	STEP_DONE,
 	STEP_NOT_READY,
 	STEP_RETRY,					/* serialization failure or deadlock */
+	STEP_OUT_OF_TIME,			/* cancelled at the deadline after progress */
 	STEP_FAILED
 } StepOutcome;
 
@@ -97,6 +101,13 @@ static char *connected_database = NULL;
 static char *connected_role = NULL;
 static TimestampTz last_purge = 0;
 static bool history_warning_logged = false;
+
+/*
+ * Rows per update batch that fit BATCH_SHARE_DEN times into the tick's
+ * budget, learned from the batches so far (0: none yet); never more than
+ * opsdemo.update_batch_size.
+ */
+static int	fitting_batch_rows = 0;
 
 static void
 fill_worker(BackgroundWorker *worker)
@@ -310,18 +321,21 @@ set_lock_timeout(int budget_ms)
 
 /*
  * One transaction of a tick: with check_ready, first whether the jobs may
- * write here; then the insert job's rows, or one batch of the update job
- * (*rows: rows flipped, *taken: rows the batch locked).  Cancelled at
- * "deadline" (statement_timeout).
+ * write here; then the insert job's rows, or one batch of up to "limit"
+ * rows of the update job (*rows: rows flipped, *taken: rows the batch
+ * locked).  Cancelled at "deadline" (statement_timeout).
  *
  * An error ends the transaction the way autovacuum's does: interrupts
  * held, the whole report (DETAIL, HINT, CONTEXT) written to the log,
- * abort; only a serialization failure or a deadlock of an update batch is
- * not logged but returned as STEP_RETRY.
+ * abort.  Two errors of an update batch are not failures of the run: a
+ * serialization failure or a deadlock (STEP_RETRY), and the deadline once
+ * earlier batches of the run have committed (STEP_OUT_OF_TIME; the next
+ * slot goes on).
  */
 static StepOutcome
 tick_step(int j, TimestampTz scheduled, TimestampTz deadline, bool check_ready,
-		  int64 *rows, uint64 *taken, OpsdemoRun *run)
+		  int limit, bool made_progress, int64 *rows, uint64 *taken,
+		  int *sqlerrcode, OpsdemoRun *run)
 {
 	volatile StepOutcome outcome = STEP_DONE;
 	TickContext tick = {j, scheduled};
@@ -348,8 +362,7 @@ tick_step(int j, TimestampTz scheduled, TimestampTz deadline, bool check_ready,
 											opsdemo_insert_batch_size);
 			else
 				*rows = opsdemo_flip_batch(opsdemo_tick_parity(scheduled),
-										   opsdemo_update_batch_size, true,
-										   taken);
+										   limit, true, taken);
 
 			error_context_stack = errcallback.previous;
 		}
@@ -368,6 +381,7 @@ tick_step(int j, TimestampTz scheduled, TimestampTz deadline, bool check_ready,
 		disable_timeout(STATEMENT_TIMEOUT, false);
 		MemoryContextSwitchTo(tick_context);
 		edata = CopyErrorData();
+		*sqlerrcode = edata->sqlerrcode;
 
 		if (j == OPSDEMO_JOB_UPDATE &&
 			opsdemo_batch_retryable(edata->sqlerrcode) &&
@@ -378,6 +392,9 @@ tick_step(int j, TimestampTz scheduled, TimestampTz deadline, bool check_ready,
 									 timestamptz_to_str(scheduled), edata->message)));
 			outcome = STEP_RETRY;
 		}
+		else if (j == OPSDEMO_JOB_UPDATE && made_progress &&
+				 edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			outcome = STEP_OUT_OF_TIME;
 		else
 		{
 			EmitErrorReport();
@@ -472,8 +489,11 @@ run_tick(int j, TimestampTz scheduled)
 	for (;;)
 	{
 		TimestampTz batch_start = GetCurrentTimestamp();
+		int			limit = opsdemo_update_batch_size;
 		int64		rows = 0;
 		uint64		taken = 0;
+		int			sqlerrcode = 0;
+		int64		batch_us;
 
 		/* Only a batch that fits; the next slot of this parity goes on. */
 		if (checked_ready &&
@@ -484,13 +504,30 @@ run_tick(int j, TimestampTz scheduled)
 			break;
 		}
 
-		outcome = tick_step(j, scheduled, deadline, !checked_ready,
-							&rows, &taken, &run);
+		if (fitting_batch_rows > 0)
+			limit = Min(limit, fitting_batch_rows);
+		outcome = tick_step(j, scheduled, deadline, !checked_ready, limit,
+							run.result > 0, &rows, &taken, &sqlerrcode, &run);
+		batch_us = GetCurrentTimestamp() - batch_start;
+
+		if (j == OPSDEMO_JOB_UPDATE && sqlerrcode == ERRCODE_QUERY_CANCELED)
+		{
+			/* Too large for the budget, or for this load: much smaller. */
+			fitting_batch_rows = Max(limit / 4, 1);
+		}
+		if (outcome == STEP_OUT_OF_TIME)
+		{
+			ereport(LOG,
+					(errmsg("pg_opsdemo update tick scheduled at %s reached its time budget after flipping " INT64_FORMAT " rows",
+							timestamptz_to_str(scheduled), run.result),
+					 errdetail("The batch in progress was rolled back; the next slot of this parity goes on.")));
+			outcome = STEP_DONE;
+			break;
+		}
 		if (outcome == STEP_NOT_READY || outcome == STEP_FAILED)
 			break;
 		checked_ready = true;
-		slowest_batch_us = Max(slowest_batch_us,
-							   GetCurrentTimestamp() - batch_start);
+		slowest_batch_us = Max(slowest_batch_us, batch_us);
 		if (outcome == STEP_RETRY)
 			continue;
 
@@ -500,8 +537,22 @@ run_tick(int j, TimestampTz scheduled)
 			break;
 		}
 		run.result += rows;
+
+		/*
+		 * Size the next batch by this one's pace, growing at most twofold
+		 * at a time.
+		 */
+		if (taken > 0)
+		{
+			int64		target_us = (int64) budget_ms * 1000 / BATCH_SHARE_DEN;
+			double		fitting = (double) taken * target_us / Max(batch_us, 1);
+
+			fitting = Min(fitting, 2.0 * limit);
+			fitting_batch_rows = (int) Max(Min(fitting, (double) opsdemo_update_batch_size), 1.0);
+		}
+
 		/* Done; or nothing flippable (a trigger may be skipping the rows). */
-		if (taken < (uint64) opsdemo_update_batch_size || rows == 0)
+		if (taken < (uint64) limit || rows == 0)
 			break;
 	}
 	MemoryContextSwitchTo(tick_context);
