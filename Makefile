@@ -13,6 +13,9 @@ OBJS        = src/module.o \
               src/jobs.o \
               src/mv_sum.o \
               src/mv_sum_retention.o \
+              src/settings.o \
+              src/schedule.o \
+              src/run_record.o \
               src/worker.o \
               src/worker_state.o \
               src/cron.o

@@ -8,7 +8,7 @@
 -- test/t/004_upgrade.pl compares their schema-only dumps.
 
 --------------------------------------------------------------------------
--- stream mvsum: mv_sum trigger functions, retention
+-- mv_sum: trigger functions not executable by PUBLIC; retention
 --------------------------------------------------------------------------
 
 REVOKE ALL ON FUNCTION @extschema@.opsdemo_mv_sum_row_trigger() FROM PUBLIC;
@@ -42,7 +42,7 @@ CREATE EVENT TRIGGER opsdemo_partition_guard ON ddl_command_start
     EXECUTE FUNCTION @extschema@.opsdemo_partition_guard();
 ALTER EVENT TRIGGER opsdemo_partition_guard ENABLE ALWAYS;
 
--- stream "parts" (issue 9 items 4, 7, 8): partition creation takes its
+-- Partition creation takes its
 -- advisory lock in the two-int4 key space, formats bounds in ISO/UTC
 -- whatever the caller's DateStyle/TimeZone/IntervalStyle, and refuses a
 -- look-alike table in a month's place.  Signature and privileges are
@@ -139,3 +139,8 @@ BEGIN
     RETURN created;
 END
 $$;
+
+--------------------------------------------------------------------------
+-- Scheduler, job bodies, pg_cron mode: no SQL object
+-- changes.  The batched update job uses 1.0's pending index, and the new
+-- setting opsdemo.update_batch_size lives in the library.

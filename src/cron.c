@@ -22,6 +22,7 @@
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
@@ -45,7 +46,7 @@ pg_cron_version(void)
 		return NULL;
 
 	ret = SPI_execute("SELECT extversion FROM pg_catalog.pg_extension "
-					  "WHERE extname = 'pg_cron'", true, 1);
+					  "WHERE extname OPERATOR(pg_catalog.=) 'pg_cron'", true, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "pg_cron version lookup failed: %s",
 			 SPI_result_code_string(ret));
@@ -105,6 +106,7 @@ opsdemo_schedule_cron(PG_FUNCTION_ARGS)
 {
 	char	   *version;
 	const char *nspname;
+	int			guc_level = opsdemo_pin_search_path();
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -141,6 +143,7 @@ opsdemo_schedule_cron(PG_FUNCTION_ARGS)
 				 psprintf("SELECT %s.opsdemo_cron_tick('update')", nspname));
 
 	SPI_finish();
+	AtEOXact_GUC(true, guc_level);
 	PG_RETURN_INT32(2);
 }
 
@@ -154,6 +157,7 @@ Datum
 opsdemo_unschedule_cron(PG_FUNCTION_ARGS)
 {
 	int			removed = 0;
+	int			guc_level = opsdemo_pin_search_path();
 	int			ret;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -163,8 +167,9 @@ opsdemo_unschedule_cron(PG_FUNCTION_ARGS)
 	{
 		bool		isnull;
 
-		ret = SPI_execute("SELECT count(cron.unschedule(jobid))::int4 FROM cron.job "
-						  "WHERE jobname IN ('" CRON_JOB_INSERT "', '" CRON_JOB_UPDATE "')",
+		ret = SPI_execute("SELECT pg_catalog.count(cron.unschedule(jobid))::pg_catalog.int4 "
+						  "FROM cron.job WHERE jobname OPERATOR(pg_catalog.=) ANY "
+						  "('{" CRON_JOB_INSERT "," CRON_JOB_UPDATE "}'::pg_catalog.text[])",
 						  false, 1);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "cron.unschedule failed: %s", SPI_result_code_string(ret));
@@ -173,50 +178,8 @@ opsdemo_unschedule_cron(PG_FUNCTION_ARGS)
 	}
 
 	SPI_finish();
+	AtEOXact_GUC(true, guc_level);
 	PG_RETURN_INT32(removed);
-}
-
-static void
-record_cron_run(int j, TimestampTz at, TimestampTz started, int64 duration_us,
-				int64 result)
-{
-	Oid			argtypes[6] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-	INTERVALOID, INT8OID, INT4OID};
-	Datum		args[6];
-	Interval   *duration = palloc0(sizeof(Interval));
-	StringInfoData sql;
-	int			ret;
-
-	if (opsdemo_history_retention == 0)
-		return;
-
-	duration->time = duration_us;
-	args[0] = CStringGetTextDatum(opsdemo_job_names[j]);
-	args[1] = TimestampTzGetDatum(at);
-	args[2] = TimestampTzGetDatum(started);
-	args[3] = IntervalPGetDatum(duration);
-	args[4] = Int64GetDatum(result);
-	args[5] = Int32GetDatum(opsdemo_history_retention);
-
-	/*
-	 * Each run trims the history itself: pg_cron runs every job in a new
-	 * session, so there is no process to remember when it last did.  The
-	 * index on started_at makes that a short range scan.
-	 */
-	initStringInfo(&sql);
-	appendStringInfo(&sql,
-					 "WITH purged AS (DELETE FROM %1$s.opsdemo_job_history "
-					 "WHERE started_at < now() - make_interval(secs => $6)) "
-					 "INSERT INTO %1$s.opsdemo_job_history "
-					 "(job, scheduler, scheduled_at, started_at, duration, ok, result) "
-					 "VALUES ($1, 'pg_cron', $2, $3, $4, true, $5)",
-					 quote_identifier(get_namespace_name(opsdemo_schema_oid())));
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	ret = SPI_execute_with_args(sql.data, 6, argtypes, args, NULL, false, 0);
-	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "history insert failed: %s", SPI_result_code_string(ret));
-	SPI_finish();
 }
 
 /*
@@ -224,76 +187,62 @@ record_cron_run(int j, TimestampTz at, TimestampTz started, int64 duration_us,
  *
  * What the pg_cron jobs run: the insert job body (opsdemo.insert_batch_size
  * rows dated at the statement's start; returns the last id) or the update
- * job body (parity of now(); returns rows flipped), counted in
- * opsdemo_status() and recorded in opsdemo_job_history.  A failed run is
- * counted in opsdemo_status(); its history row would roll back with it, so
- * pg_cron's job_run_details is where its message stays.
+ * job body (parity of the transaction's start; returns rows flipped),
+ * recorded in opsdemo_job_history and counted in opsdemo_status() when
+ * the transaction ends, with the outcome it had (see run_record.c).  A
+ * failed run's history row rolls back with it, so pg_cron's
+ * job_run_details and opsdemo_status() are where its message stays.
  */
 Datum
 opsdemo_cron_tick(PG_FUNCTION_ARGS)
 {
 	char	   *job = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	OpsdemoShared *s = opsdemo_shared();
-	TimestampTz started = GetCurrentTimestamp();
 	MemoryContext oldcontext = CurrentMemoryContext;
-	volatile int64 result = 0;
-	volatile int64 duration_us = 0;
-	int			j;
+	OpsdemoRun	run = {0};
 
 	if (strcmp(job, "insert") == 0)
-		j = OPSDEMO_JOB_INSERT;
+		run.job = OPSDEMO_JOB_INSERT;
 	else if (strcmp(job, "update") == 0)
-		j = OPSDEMO_JOB_UPDATE;
+		run.job = OPSDEMO_JOB_UPDATE;
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown job \"%s\"", job),
 				 errhint("The jobs are \"insert\" and \"update\".")));
 
+	run.scheduler = "pg_cron";
+	run.started = GetCurrentTimestamp();
+	run.ok = true;
+
 	PG_TRY();
 	{
-		TimestampTz at;
-
-		if (j == OPSDEMO_JOB_INSERT)
+		if (run.job == OPSDEMO_JOB_INSERT)
 		{
-			at = GetCurrentStatementStartTimestamp();
-			result = opsdemo_insert_rows(at, opsdemo_insert_batch_size);
+			run.scheduled = GetCurrentStatementStartTimestamp();
+			run.result = opsdemo_insert_rows(run.scheduled,
+											 opsdemo_insert_batch_size);
 		}
 		else
 		{
-			at = GetCurrentTransactionStartTimestamp();
-			result = opsdemo_update_rows(at);
+			run.scheduled = GetCurrentTransactionStartTimestamp();
+			run.result = opsdemo_update_rows(run.scheduled);
 		}
-		duration_us = GetCurrentTimestamp() - started;
-		record_cron_run(j, at, started, duration_us, result);
+		run.duration_us = GetCurrentTimestamp() - run.started;
+		opsdemo_run_record_at_commit(&run);
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata;
 
-		/* Shared memory is not rolled back: count the failure, re-throw. */
 		MemoryContextSwitchTo(oldcontext);
 		edata = CopyErrorData();
-		SpinLockAcquire(&s->mutex);
-		s->jobs[j].runs++;
-		s->jobs[j].failures++;
-		s->jobs[j].consecutive_failures++;
-		s->jobs[j].last_start = started;
-		s->jobs[j].last_duration_us = GetCurrentTimestamp() - started;
-		snprintf(s->jobs[j].last_error, OPSDEMO_ERROR_LEN, "%s (SQLSTATE %s)",
-				 edata->message, unpack_sql_state(edata->sqlerrcode));
-		SpinLockRelease(&s->mutex);
+		run.duration_us = GetCurrentTimestamp() - run.started;
+		opsdemo_run_set_error(&run, edata);
+		run.result = 0;
+		opsdemo_run_record_at_commit(&run);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 
-	SpinLockAcquire(&s->mutex);
-	s->jobs[j].runs++;
-	s->jobs[j].consecutive_failures = 0;
-	s->jobs[j].last_start = started;
-	s->jobs[j].last_duration_us = duration_us;
-	s->jobs[j].last_result = result;
-	SpinLockRelease(&s->mutex);
-
-	PG_RETURN_INT64(result);
+	PG_RETURN_INT64(run.result);
 }

@@ -6,7 +6,12 @@
  *
  *	  opsdemo_insert_tick(): one new operation, status 0, dated now.
  *	  opsdemo_update_tick(at): status 0 -> 1 for the ids whose parity
- *	  matches the parity of the seconds of "at".
+ *	  matches the parity of the seconds of "at", in batches of
+ *	  opsdemo.update_batch_size rows (the worker commits each batch).
+ *
+ *	  Every statement runs with search_path pinned to pg_catalog, pg_temp
+ *	  and names its operators and functions by schema, so nothing planted
+ *	  on the caller's search_path is ever called.
  *
  *-------------------------------------------------------------------------
  */
@@ -15,9 +20,11 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "opsdemo.h"
@@ -36,7 +43,14 @@ typedef struct TickPlan
 } TickPlan;
 
 static TickPlan insert_plan;
-static TickPlan update_plan;
+static TickPlan flip_wait_plan;
+static TickPlan flip_skip_locked_plan;
+
+/*
+ * How often one batch of opsdemo_update_tick() may fail in a row with a
+ * serialization failure or a deadlock before the error is passed on.
+ */
+#define UPDATE_BATCH_MAX_RETRIES	100
 
 static OpsdemoRng tick_rng;
 static bool tick_rng_seeded = false;
@@ -104,6 +118,7 @@ opsdemo_insert_rows(TimestampTz at, int nrows)
 	Oid			relid = opsdemo_t1_relid(nspid);
 	Oid			argtypes[4] = {TIMESTAMPTZOID, NUMERICOID, UUIDOID, JSONBOID};
 	SPIPlanPtr	plan;
+	int			guc_level;
 	int64		id = 0;
 
 	ensure_current_partitions(nspid, relid, at);
@@ -120,6 +135,7 @@ opsdemo_insert_rows(TimestampTz at, int nrows)
 		tick_rng_seeded = true;
 	}
 
+	guc_level = opsdemo_pin_search_path();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	plan = tick_plan(&insert_plan, nspid,
@@ -150,6 +166,7 @@ opsdemo_insert_rows(TimestampTz at, int nrows)
 		SPI_freetuptable(SPI_tuptable);
 	}
 	SPI_finish();
+	AtEOXact_GUC(true, guc_level);
 
 	return id;
 }
@@ -167,61 +184,190 @@ opsdemo_insert_tick(PG_FUNCTION_ARGS)
 }
 
 /*
- * Flips status 0 -> 1 for even ids when the seconds of "at" are even, for
- * odd ids otherwise; returns the number of rows flipped.  Only pending rows
- * are read, through the partial index on (id % 2) WHERE status = 0: a
- * sequential scan is disabled for the statement because every pending row
- * is in that index, however stale the planner's statistics are.
+ * The parity a tick at "at" flips: that of the seconds field of "at".
+ * Seconds since 2000-01-01 00:00:00 UTC, a whole minute boundary, have the
+ * same parity (time zone offsets are whole minutes).  Floor division keeps
+ * times before 2000 right.
  */
-int64
-opsdemo_update_rows(TimestampTz at)
+int32
+opsdemo_tick_parity(TimestampTz at)
 {
-	Oid			nspid;
 	int64		whole_seconds;
-	Oid			argtypes[1] = {INT4OID};
-	Datum		args[1];
-	SPIPlanPtr	plan;
-	int			save_nestlevel;
-	int			ret;
-	uint64		flipped;
 
 	if (TIMESTAMP_NOT_FINITE(at))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("tick time must be a finite timestamp")));
 
-	nspid = opsdemo_schema_oid();
-	(void) opsdemo_t1_relid(nspid);
-
-	/*
-	 * Seconds since 2000-01-01 00:00:00 UTC, a whole minute boundary: their
-	 * parity is the parity of the seconds field (time zone offsets are whole
-	 * minutes).  Floor division keeps times before 2000 right.
-	 */
 	whole_seconds = at / USECS_PER_SEC;
 	if (at < 0 && at % USECS_PER_SEC != 0)
 		whole_seconds--;
-	args[0] = Int32GetDatum((int32) (whole_seconds & 1));
+	return (int32) (whole_seconds & 1);
+}
 
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("enable_seqscan", "off",
-							 PGC_USERSET, PGC_S_SESSION,
+/*
+ * Flips one batch: status 0 -> 1 for up to "limit" pending rows of
+ * "parity", in one statement.  Sets *taken to the rows it locked (fewer
+ * than "limit": no more pending rows of that parity that it may take) and
+ * returns the rows it flipped.
+ *
+ * The batch is picked through the partial index on (id % 2) WHERE status
+ * = 0 and locked FOR UPDATE; with skip_locked, rows another transaction
+ * holds are left for a later batch instead of waited for.  Each row is
+ * then found again by its primary key (id, date).  Sequential and bitmap
+ * scans and the join methods that would need them are disabled for the
+ * statement: every pending row is in that index and every row in its
+ * partition's primary key, however stale the planner's statistics are,
+ * and a plain index scan stops as soon as the batch is full.
+ *
+ * A row moved to another partition by a transaction that committed after
+ * this statement's snapshot fails the lock with 40001, and waiting for
+ * locks can deadlock (40P01): the callers retry those.
+ */
+int64
+opsdemo_flip_batch(int32 parity, int limit, bool skip_locked, uint64 *taken)
+{
+	Oid			nspid = opsdemo_schema_oid();
+	Oid			argtypes[2] = {INT4OID, INT4OID};
+	Datum		args[2];
+	SPIPlanPtr	plan;
+	int			guc_level;
+	int			ret;
+	bool		isnull;
+	int64		flipped;
+
+	(void) opsdemo_t1_relid(nspid);
+
+	guc_level = opsdemo_pin_search_path();
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_hashjoin", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_mergejoin", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	plan = tick_plan(&update_plan, nspid,
-					 "UPDATE %s.t1 SET status = 1 WHERE status = 0 AND id %% 2 = $1",
-					 1, argtypes);
-	ret = SPI_execute_plan(plan, args, NULL, false, 0);
-	if (ret != SPI_OK_UPDATE)
-		elog(ERROR, "update tick failed: %s", SPI_result_code_string(ret));
-	flipped = SPI_processed;
+#define FLIP_BATCH_SQL(lock) \
+	"WITH batch AS MATERIALIZED (" \
+	"SELECT id, date FROM %1$s.t1" \
+	" WHERE status OPERATOR(pg_catalog.=) 0" \
+	" AND (id OPERATOR(pg_catalog.%%) 2) OPERATOR(pg_catalog.=) $1" \
+	" LIMIT $2 " lock "), " \
+	"flipped AS (" \
+	"UPDATE %1$s.t1 t SET status = 1 FROM batch b" \
+	" WHERE t.id OPERATOR(pg_catalog.=) b.id" \
+	" AND t.date OPERATOR(pg_catalog.=) b.date" \
+	" AND t.status OPERATOR(pg_catalog.=) 0" \
+	" RETURNING 1) " \
+	"SELECT (SELECT pg_catalog.count(*) FROM batch)," \
+	" (SELECT pg_catalog.count(*) FROM flipped)"
+	if (skip_locked)
+		plan = tick_plan(&flip_skip_locked_plan, nspid,
+						 FLIP_BATCH_SQL("FOR UPDATE SKIP LOCKED"), 2, argtypes);
+	else
+		plan = tick_plan(&flip_wait_plan, nspid,
+						 FLIP_BATCH_SQL("FOR UPDATE"), 2, argtypes);
+#undef FLIP_BATCH_SQL
+
+	args[0] = Int32GetDatum(parity);
+	args[1] = Int32GetDatum(limit);
+	ret = SPI_execute_plan(plan, args, NULL, false, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "update batch failed: %s", SPI_result_code_string(ret));
+	*taken = (uint64) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+												  SPI_tuptable->tupdesc, 1, &isnull));
+	flipped = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 2, &isnull));
 	SPI_finish();
 
-	AtEOXact_GUC(true, save_nestlevel);
+	AtEOXact_GUC(true, guc_level);
+	return flipped;
+}
 
-	return (int64) flipped;
+/* May a failed batch simply be tried again? */
+bool
+opsdemo_batch_retryable(int sqlerrcode)
+{
+	/*
+	 * Under REPEATABLE READ and SERIALIZABLE the retry would see the same
+	 * snapshot and fail the same way: the caller's transaction must retry.
+	 */
+	if (IsolationUsesXactSnapshot())
+		return false;
+	return sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
+		sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED;
+}
+
+/*
+ * Flips every pending row of the parity of "at" and returns how many: the
+ * body of opsdemo_update_tick().  Batch after batch, each in a
+ * subtransaction, waiting for rows that other transactions hold, until a
+ * batch finds no more.  A batch that fails with a serialization failure or
+ * a deadlock is rolled back alone and tried again, smaller, with a new
+ * snapshot; the caller's statement_timeout bounds the whole.
+ */
+int64
+opsdemo_update_rows(TimestampTz at)
+{
+	int32		parity = opsdemo_tick_parity(at);
+	int			limit = opsdemo_update_batch_size;
+	int			failures_in_a_row = 0;
+	int64		total = 0;
+
+	for (;;)
+	{
+		MemoryContext oldcontext = CurrentMemoryContext;
+		ResourceOwner oldowner = CurrentResourceOwner;
+		uint64		taken = 0;
+		int64		flipped = 0;
+		bool		failed = false;
+
+		CHECK_FOR_INTERRUPTS();
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(oldcontext);
+		PG_TRY();
+		{
+			flipped = opsdemo_flip_batch(parity, limit, false, &taken);
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcontext);
+			CurrentResourceOwner = oldowner;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(oldcontext);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcontext);
+			CurrentResourceOwner = oldowner;
+
+			if (!opsdemo_batch_retryable(edata->sqlerrcode) ||
+				++failures_in_a_row >= UPDATE_BATCH_MAX_RETRIES)
+				ReThrowError(edata);
+			FreeErrorData(edata);
+			failed = true;
+		}
+		PG_END_TRY();
+
+		if (failed)
+		{
+			/* A smaller batch is less likely to meet a row on the move. */
+			limit = Max(limit / 2, 1);
+			continue;
+		}
+		failures_in_a_row = 0;
+		total += flipped;
+		/* Done; or nothing flippable: a trigger may be skipping the rows. */
+		if (taken < (uint64) limit || flipped == 0)
+			break;
+		limit = Min(limit * 2, opsdemo_update_batch_size);
+	}
+	return total;
 }
 
 /*

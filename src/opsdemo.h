@@ -111,7 +111,7 @@ extern bool opsdemo_partition_exists_for(Oid nspid, TimestampTz at);
 extern void opsdemo_check_range(TimestampTz from, TimestampTz to,
 							   const char *what);
 
-/* ---- stream "parts": partition creation, GUID randomness ---- */
+/* partitions.c, partition_worker.c, guid.c: partition creation, GUID randomness */
 
 /*
  * Partition creation is serialized by the transaction-level advisory lock
@@ -143,20 +143,24 @@ extern bool opsdemo_partitions_create_in_worker(Oid nspid, Oid t1_relid,
  */
 extern void opsdemo_guid_make_strong(TimestampTz at, pg_uuid_t *out);
 
-/* ---- end of stream "parts" ---- */
+
 
 /* mv_sum.c: incremental maintenance of mv_sum */
 extern void opsdemo_mv_sum_init(void);
 
-/* stream mvsum: relation checks, subtraction for retention (mv_sum.c) */
+/* mv_sum.c: relation checks, subtraction for retention */
 extern bool opsdemo_is_t1_or_partition(Oid relid, Oid t1_relid);
 extern void opsdemo_mv_sum_subtract_relation(Oid relid);
 
-/* jobs.c: the job bodies, called by the SQL functions and the worker */
+/* jobs.c: the job bodies, called by the SQL functions and both schedulers */
 extern int64 opsdemo_insert_rows(TimestampTz at, int nrows);
 extern int64 opsdemo_update_rows(TimestampTz at);
+extern int32 opsdemo_tick_parity(TimestampTz at);
+extern int64 opsdemo_flip_batch(int32 parity, int limit, bool skip_locked,
+								uint64 *taken);
+extern bool opsdemo_batch_retryable(int sqlerrcode);
 
-/* worker.c: scheduler GUCs and the built-in background worker */
+/* settings.c: the scheduler's settings */
 typedef enum OpsdemoScheduler
 {
 	OPSDEMO_SCHEDULER_WORKER,
@@ -167,11 +171,18 @@ typedef enum OpsdemoScheduler
 extern int	opsdemo_scheduler;
 extern int	opsdemo_insert_interval;
 extern int	opsdemo_update_interval;
+extern char *opsdemo_database;
+extern char *opsdemo_role;
 extern int	opsdemo_insert_batch_size;
+extern int	opsdemo_update_batch_size;
 extern int	opsdemo_history_retention;
+extern bool opsdemo_force_on_subscriber;
 
-extern void opsdemo_worker_init(void);
+extern void opsdemo_settings_define(void);
 extern const char *opsdemo_scheduler_name(int scheduler);
+
+/* worker.c: the built-in scheduler's background worker */
+extern void opsdemo_worker_init(void);
 
 /* worker_state.c: the worker's state in shared memory */
 #define OPSDEMO_JOB_INSERT		0
@@ -211,5 +222,34 @@ extern const char *const opsdemo_job_names[OPSDEMO_NJOBS];
 extern void opsdemo_shmem_request(void);
 extern OpsdemoShared *opsdemo_shared(void);
 extern void opsdemo_set_state(const char *fmt,...) pg_attribute_printf(1, 2);
+
+/* schedule.c, run_record.c: slot arithmetic and recording runs */
+
+/* schedule.c: when each job of the built-in worker is due */
+extern TimestampTz opsdemo_slot_after(TimestampTz t, int64 interval_ms);
+extern void opsdemo_schedule_refresh(TimestampTz now);
+extern void opsdemo_schedule_idle(TimestampTz now);
+extern int	opsdemo_schedule_next_job(TimestampTz *due);
+extern bool opsdemo_schedule_take(int j, TimestampTz now, TimestampTz *scheduled);
+extern void opsdemo_schedule_after_run(int j, TimestampTz scheduled, bool failed);
+extern int	opsdemo_schedule_tick_budget_ms(void);
+
+/* run_record.c: one run of a job, by either scheduler */
+typedef struct OpsdemoRun
+{
+	int			job;			/* OPSDEMO_JOB_* */
+	const char *scheduler;		/* "worker" or "pg_cron" */
+	TimestampTz scheduled;
+	TimestampTz started;
+	int64		duration_us;
+	bool		ok;
+	int64		result;			/* rows flipped, or the last id inserted */
+	char		error[OPSDEMO_ERROR_LEN];	/* "message (SQLSTATE xxxxx)" */
+} OpsdemoRun;
+
+extern void opsdemo_run_set_error(OpsdemoRun *run, const ErrorData *edata);
+extern void opsdemo_run_count(const OpsdemoRun *run);
+extern void opsdemo_run_write_history(const OpsdemoRun *run, bool purge);
+extern void opsdemo_run_record_at_commit(const OpsdemoRun *run);
 
 #endif							/* OPSDEMO_H */

@@ -2,25 +2,27 @@
  *
  * worker.c
  *	  The built-in scheduler: a background worker that runs the insert job
- *	  and the update job at fixed wall-clock rates, and its GUCs.
+ *	  and the update job on their wall-clock slots (schedule.c), and
+ *	  opsdemo_worker_start() / opsdemo_worker_stop().
  *
- * Schedule: job j is due at every multiple of its interval counted from
- * the Unix epoch (with 5 s and 3 s: seconds divisible by 5 and by 3).  The
- * next due time is always derived from the schedule, never from when the
- * previous run ended, so lateness does not accumulate into drift.  One
- * process runs both jobs one after the other, so runs never overlap.  A
- * tick that cannot start within half an interval of its due time is
- * skipped and counted, never run late in a burst; the same rule absorbs a
- * forward clock step, and a backward step is noticed because the next due
- * time is then more than one interval away.
+ * One process runs both jobs one after the other, so runs never overlap.
+ * The update job gets its slot as "at", so its parity is the parity of the
+ * slot, not of whenever the process got the CPU.
  *
- * The update job gets its scheduled time as "at", so its parity is the
- * parity of the slot, not of whenever the process got the CPU.
+ * A tick has a time budget: the shorter of the two intervals, since a tick
+ * that runs longer makes the other job late.  The insert job is one
+ * transaction.  The update job flips its pending rows in batches, each
+ * batch its own transaction, and starts no batch that would not fit into
+ * the budget: a backlog of any size drains over the following slots of
+ * each parity instead of timing out again and again.  Rows that other
+ * transactions hold are skipped (they are left to a later slot), and a
+ * batch that fails with a serialization failure or a deadlock is tried
+ * again while the budget lasts.
  *
  * Failure handling: an ERROR inside a tick (lock timeout, statement
- * timeout, a renamed table, ...) is caught, logged, counted and recorded;
- * the job retries at the next slot, then backs off exponentially (up to
- * BACKOFF_MAX_MS) while it keeps failing.  Only FATAL (SIGTERM, a database
+ * timeout, a renamed table, ...) is logged in full (as autovacuum does),
+ * counted and recorded; the job retries at the next slot, then backs off
+ * exponentially while it keeps failing.  Only FATAL (SIGTERM, a database
  * that does not exist) ends the process, and the postmaster starts it
  * again after RESTART_SECONDS.
  *
@@ -45,7 +47,6 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timeout.h"
@@ -61,35 +62,21 @@ PG_FUNCTION_INFO_V1(opsdemo_worker_stop);
 /* Seconds the postmaster waits before starting a worker that died. */
 #define RESTART_SECONDS		5
 
-/* Longest pause between retries of a failing job. */
-#define BACKOFF_MAX_MS		30000
-
 /* How often expired history rows are deleted. */
 #define PURGE_EVERY_MS		60000
 
 /* How long to sleep when there is nothing to schedule. */
 #define IDLE_RECHECK_MS		1000
 
-/* Microseconds from the PostgreSQL epoch (2000-01-01) back to 1970-01-01. */
-#define UNIX_EPOCH_OFFSET_US \
-	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * USECS_PER_SEC)
+/*
+ * The update job starts no batch after this share of the tick's budget, so
+ * the other job gets its turn on time even while a backlog drains.
+ */
+#define DRAIN_SHARE_NUM		3
+#define DRAIN_SHARE_DEN		4
 
-/* GUCs */
-int			opsdemo_scheduler = OPSDEMO_SCHEDULER_WORKER;
-int			opsdemo_insert_interval = 5000;
-int			opsdemo_update_interval = 3000;
-static char *opsdemo_database = NULL;
-static char *opsdemo_role = NULL;
-int			opsdemo_insert_batch_size = 1;
-int			opsdemo_history_retention = 86400;
-static bool opsdemo_force_on_subscriber = false;
-
-static const struct config_enum_entry scheduler_options[] = {
-	{"worker", OPSDEMO_SCHEDULER_WORKER, false},
-	{"pg_cron", OPSDEMO_SCHEDULER_PG_CRON, false},
-	{"off", OPSDEMO_SCHEDULER_OFF, false},
-	{NULL, 0, false}
-};
+/* An update batch is sized to take about this share of the budget. */
+#define BATCH_SHARE_DEN		4
 
 typedef enum TickOutcome
 {
@@ -98,15 +85,16 @@ typedef enum TickOutcome
 	TICK_NOT_READY				/* no extension, or refused: not a run */
 } TickOutcome;
 
-/* Worker-local schedule of one job. */
-typedef struct JobSchedule
+/* What one transaction of a tick came to. */
+typedef enum StepOutcome
 {
-	int64		interval_ms;
-	TimestampTz next_due;
-	TimestampTz retry_after;	/* back-off: no run before this */
-} JobSchedule;
+	STEP_DONE,
+	STEP_NOT_READY,
+	STEP_RETRY,					/* serialization failure or deadlock */
+	STEP_OUT_OF_TIME,			/* cancelled at the deadline after progress */
+	STEP_FAILED
+} StepOutcome;
 
-static JobSchedule schedule[OPSDEMO_NJOBS];
 static MemoryContext tick_context = NULL;
 static char last_logged_state[OPSDEMO_STATE_LEN];
 static char *connected_database = NULL;
@@ -114,14 +102,12 @@ static char *connected_role = NULL;
 static TimestampTz last_purge = 0;
 static bool history_warning_logged = false;
 
-const char *
-opsdemo_scheduler_name(int scheduler)
-{
-	for (const struct config_enum_entry *e = scheduler_options; e->name; e++)
-		if (e->val == scheduler)
-			return e->name;
-	return "unknown";
-}
+/*
+ * Rows per update batch that fit BATCH_SHARE_DEN times into the tick's
+ * budget, learned from the batches so far (0: none yet); never more than
+ * opsdemo.update_batch_size.
+ */
+static int	fitting_batch_rows = 0;
 
 static void
 fill_worker(BackgroundWorker *worker)
@@ -145,69 +131,13 @@ fill_worker(BackgroundWorker *worker)
 	strlcpy(worker->bgw_type, "pg_opsdemo scheduler", sizeof(worker->bgw_type));
 }
 
+/* Called from _PG_init: the settings, and the worker when preloaded. */
 void
 opsdemo_worker_init(void)
 {
 	BackgroundWorker worker;
 
-	DefineCustomEnumVariable("opsdemo.scheduler",
-							 "Which scheduler runs the insert and update jobs.",
-							 "worker: the built-in background worker; pg_cron: "
-							 "jobs registered by opsdemo_schedule_cron(); off: none.",
-							 &opsdemo_scheduler,
-							 OPSDEMO_SCHEDULER_WORKER,
-							 scheduler_options,
-							 PGC_SIGHUP, 0,
-							 NULL, NULL, NULL);
-	DefineCustomStringVariable("opsdemo.database",
-							   "Database the built-in scheduler works in.",
-							   NULL,
-							   &opsdemo_database,
-							   "postgres",
-							   PGC_SIGHUP, 0,
-							   NULL, NULL, NULL);
-	DefineCustomStringVariable("opsdemo.role",
-							   "Role the built-in scheduler runs the jobs as.",
-							   "Empty means the bootstrap superuser.",
-							   &opsdemo_role,
-							   "",
-							   PGC_SIGHUP, 0,
-							   NULL, NULL, NULL);
-	DefineCustomIntVariable("opsdemo.insert_interval",
-							"Interval of the insert job.",
-							NULL,
-							&opsdemo_insert_interval,
-							5000, 100, 3600 * 1000,
-							PGC_SIGHUP, GUC_UNIT_MS,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("opsdemo.update_interval",
-							"Interval of the update job.",
-							NULL,
-							&opsdemo_update_interval,
-							3000, 100, 3600 * 1000,
-							PGC_SIGHUP, GUC_UNIT_MS,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("opsdemo.insert_batch_size",
-							"Rows the insert job inserts per run.",
-							NULL,
-							&opsdemo_insert_batch_size,
-							1, 1, 10000,
-							PGC_SIGHUP, 0,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("opsdemo.history_retention",
-							"How long rows of opsdemo_job_history are kept.",
-							"0 records no history.",
-							&opsdemo_history_retention,
-							86400, 0, INT_MAX,
-							PGC_SIGHUP, GUC_UNIT_S,
-							NULL, NULL, NULL);
-	DefineCustomBoolVariable("opsdemo.force_on_subscriber",
-							 "Lets the built-in scheduler write on a logical replica of t1.",
-							 NULL,
-							 &opsdemo_force_on_subscriber,
-							 false,
-							 PGC_SIGHUP, 0,
-							 NULL, NULL, NULL);
+	opsdemo_settings_define();
 	MarkGUCPrefixReserved("opsdemo");
 
 	if (!process_shared_preload_libraries_in_progress)
@@ -216,84 +146,6 @@ opsdemo_worker_init(void)
 	opsdemo_shmem_request();
 	fill_worker(&worker);
 	RegisterBackgroundWorker(&worker);
-}
-
-/* ---- schedule arithmetic ------------------------------------------------ */
-
-/* The first slot of the interval strictly after t. */
-static TimestampTz
-slot_after(TimestampTz t, int64 interval_ms)
-{
-	int64		iv = interval_ms * 1000;
-	int64		u = t + UNIX_EPOCH_OFFSET_US;
-	int64		k = u / iv;
-
-	if (u < 0 && u % iv != 0)
-		k--;
-	return (k + 1) * iv - UNIX_EPOCH_OFFSET_US;
-}
-
-static int64
-job_interval_ms(int j)
-{
-	return j == OPSDEMO_JOB_INSERT ? opsdemo_insert_interval :
-		opsdemo_update_interval;
-}
-
-static void
-publish_schedule(int j)
-{
-	OpsdemoShared *s = opsdemo_shared();
-
-	SpinLockAcquire(&s->mutex);
-	s->jobs[j].interval_ms = schedule[j].interval_ms;
-	s->jobs[j].next_due = Max(schedule[j].next_due, schedule[j].retry_after);
-	SpinLockRelease(&s->mutex);
-}
-
-static void
-count_skipped(int j, int64 n)
-{
-	OpsdemoShared *s = opsdemo_shared();
-
-	SpinLockAcquire(&s->mutex);
-	s->jobs[j].skipped += n;
-	SpinLockRelease(&s->mutex);
-}
-
-/*
- * Re-anchor a job's schedule when it is new, its interval changed, or the
- * clock stepped backwards (the next slot is then more than an interval
- * away).
- */
-static void
-refresh_schedule(int j, TimestampTz now)
-{
-	JobSchedule *js = &schedule[j];
-	int64		iv = job_interval_ms(j);
-
-	if (js->interval_ms != iv || js->next_due == 0 ||
-		js->next_due - now > iv * 1000)
-	{
-		js->interval_ms = iv;
-		js->next_due = slot_after(now, iv);
-		js->retry_after = 0;
-		publish_schedule(j);
-	}
-}
-
-/* Idle: keep the slots moving without counting them as skipped. */
-static void
-idle_schedule(TimestampTz now)
-{
-	for (int j = 0; j < OPSDEMO_NJOBS; j++)
-	{
-		if (schedule[j].next_due <= now)
-		{
-			schedule[j].next_due = slot_after(now, schedule[j].interval_ms);
-			publish_schedule(j);
-		}
-	}
 }
 
 /* ---- state -------------------------------------------------------------- */
@@ -323,7 +175,7 @@ set_state(int elevel, const char *fmt,...)
 			(errmsg("pg_opsdemo scheduler: %s", buf)));
 }
 
-/* ---- one tick ----------------------------------------------------------- */
+/* ---- may the jobs write here? ------------------------------------------ */
 
 /*
  * The name of a subscription that replicates t1 (or one of its partitions)
@@ -336,15 +188,20 @@ subscription_of_t1(Oid t1_relid)
 	Oid			argtypes[1] = {REGCLASSOID};
 	Datum		args[1];
 	char	   *subname = NULL;
+	int			guc_level;
 	int			ret;
 
 	args[0] = ObjectIdGetDatum(t1_relid);
+	guc_level = opsdemo_pin_search_path();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	ret = SPI_execute_with_args("SELECT s.subname::text "
+	ret = SPI_execute_with_args("SELECT s.subname::pg_catalog.text "
 								"  FROM pg_catalog.pg_subscription_rel r "
-								"  JOIN pg_catalog.pg_subscription s ON s.oid = r.srsubid "
-								" WHERE r.srrelid IN (SELECT relid FROM pg_catalog.pg_partition_tree($1)) "
+								"  JOIN pg_catalog.pg_subscription s "
+								"    ON s.oid OPERATOR(pg_catalog.=) r.srsubid "
+								" WHERE r.srrelid OPERATOR(pg_catalog.=) ANY "
+								"       (SELECT relid::pg_catalog.oid "
+								"          FROM pg_catalog.pg_partition_tree($1)) "
 								" ORDER BY 1 LIMIT 1",
 								1, argtypes, args, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
@@ -358,6 +215,7 @@ subscription_of_t1(Oid t1_relid)
 		subname = MemoryContextStrdup(tick_context, val);
 	}
 	SPI_finish();
+	AtEOXact_GUC(true, guc_level);
 	return subname;
 }
 
@@ -370,20 +228,24 @@ static bool
 cron_jobs_active(void)
 {
 	bool		active;
+	int			guc_level;
 	int			ret;
 
 	if (!OidIsValid(get_extension_oid("pg_cron", true)))
 		return false;
 
+	guc_level = opsdemo_pin_search_path();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	ret = SPI_execute("SELECT 1 FROM cron.job WHERE active AND jobname IN "
-					  "('opsdemo_insert_tick', 'opsdemo_update_tick') LIMIT 1",
+	ret = SPI_execute("SELECT 1 FROM cron.job WHERE active AND jobname "
+					  "OPERATOR(pg_catalog.=) ANY ('{opsdemo_insert_tick,opsdemo_update_tick}'::pg_catalog.text[]) "
+					  "LIMIT 1",
 					  true, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "pg_cron job lookup failed: %s", SPI_result_code_string(ret));
 	active = SPI_processed > 0;
 	SPI_finish();
+	AtEOXact_GUC(true, guc_level);
 	return active;
 }
 
@@ -421,153 +283,89 @@ ready_to_write(void)
 	return true;
 }
 
-/*
- * The time one tick may take.  Both jobs share one process, so a tick that
- * runs longer than the shorter interval makes the other job late: a run
- * gives up after that long (statement_timeout) and after half of it when
- * waiting for a lock (lock_timeout), records the error and retries at a
- * later slot.
- */
-static int
-tick_budget_ms(void)
+/* ---- one tick ----------------------------------------------------------- */
+
+/* The tick being run, for the CONTEXT line of its errors. */
+typedef struct TickContext
 {
-	return (int) Min(schedule[OPSDEMO_JOB_INSERT].interval_ms,
-					 schedule[OPSDEMO_JOB_UPDATE].interval_ms);
+	int			job;
+	TimestampTz scheduled;
+} TickContext;
+
+static void
+tick_error_context(void *arg)
+{
+	TickContext *tick = (TickContext *) arg;
+
+	errcontext("pg_opsdemo %s tick scheduled at %s",
+			   opsdemo_job_names[tick->job], timestamptz_to_str(tick->scheduled));
+}
+
+/* Milliseconds left until "deadline", at least 1. */
+static int
+ms_until(TimestampTz deadline)
+{
+	int64		left_us = deadline - GetCurrentTimestamp();
+
+	return (int) Max(left_us / 1000, 1);
 }
 
 static void
-set_lock_timeout(void)
+set_lock_timeout(int budget_ms)
 {
 	char		buf[32];
 
-	snprintf(buf, sizeof(buf), "%d", Max(tick_budget_ms() / 2, 1));
+	snprintf(buf, sizeof(buf), "%d", Max(budget_ms / 2, 1));
 	SetConfigOption("lock_timeout", buf, PGC_SUSET, PGC_S_OVERRIDE);
 }
 
-static void
-record_history(int j, TimestampTz scheduled, TimestampTz started,
-			   int64 duration_us, bool ok, int64 result, const char *error)
+/*
+ * One transaction of a tick: with check_ready, first whether the jobs may
+ * write here; then the insert job's rows, or one batch of up to "limit"
+ * rows of the update job (*rows: rows flipped, *taken: rows the batch
+ * locked).  Cancelled at "deadline" (statement_timeout).
+ *
+ * An error ends the transaction the way autovacuum's does: interrupts
+ * held, the whole report (DETAIL, HINT, CONTEXT) written to the log,
+ * abort.  Two errors of an update batch are not failures of the run: a
+ * serialization failure or a deadlock (STEP_RETRY), and the deadline once
+ * earlier batches of the run have committed (STEP_OUT_OF_TIME; the next
+ * slot goes on).
+ */
+static StepOutcome
+tick_step(int j, TimestampTz scheduled, TimestampTz deadline, bool check_ready,
+		  int limit, bool made_progress, int64 *rows, uint64 *taken,
+		  int *sqlerrcode, OpsdemoRun *run)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
+	volatile StepOutcome outcome = STEP_DONE;
+	TickContext tick = {j, scheduled};
+	ErrorContextCallback errcallback;
 
-	if (opsdemo_history_retention == 0)
-		return;
-
-	PG_TRY();
-	{
-		Oid			argtypes[7] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-		INTERVALOID, BOOLOID, INT8OID, TEXTOID};
-		Datum		args[7];
-		char		nulls[7] = "       ";
-		Interval   *duration = palloc0(sizeof(Interval));
-		StringInfoData sql;
-		int			ret;
-
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-
-		duration->time = duration_us;
-		args[0] = CStringGetTextDatum(opsdemo_job_names[j]);
-		args[1] = TimestampTzGetDatum(scheduled);
-		args[2] = TimestampTzGetDatum(started);
-		args[3] = IntervalPGetDatum(duration);
-		args[4] = BoolGetDatum(ok);
-		args[5] = Int64GetDatum(result);
-		if (!ok)
-			nulls[5] = 'n';
-		if (error != NULL)
-			args[6] = CStringGetTextDatum(error);
-		else
-			nulls[6] = 'n';
-
-		initStringInfo(&sql);
-		appendStringInfo(&sql,
-						 "INSERT INTO %s.opsdemo_job_history "
-						 "(job, scheduler, scheduled_at, started_at, duration, ok, result, error) "
-						 "VALUES ($1, 'worker', $2, $3, $4, $5, $6, $7)",
-						 quote_identifier(get_namespace_name(opsdemo_schema_oid())));
-		ret = SPI_execute_with_args(sql.data, 7, argtypes, args, nulls, false, 0);
-		if (ret != SPI_OK_INSERT)
-			elog(ERROR, "history insert failed: %s", SPI_result_code_string(ret));
-
-		if (started - last_purge >= (int64) PURGE_EVERY_MS * 1000)
-		{
-			Oid			purge_types[1] = {INT4OID};
-			Datum		purge_args[1];
-
-			resetStringInfo(&sql);
-			appendStringInfo(&sql,
-							 "DELETE FROM %s.opsdemo_job_history "
-							 "WHERE started_at < now() - make_interval(secs => $1)",
-							 quote_identifier(get_namespace_name(opsdemo_schema_oid())));
-			purge_args[0] = Int32GetDatum(opsdemo_history_retention);
-			ret = SPI_execute_with_args(sql.data, 1, purge_types, purge_args,
-										NULL, false, 0);
-			if (ret != SPI_OK_DELETE)
-				elog(ERROR, "history purge failed: %s", SPI_result_code_string(ret));
-			last_purge = started;
-		}
-
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		history_warning_logged = false;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(tick_context);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-
-		/* The jobs matter more than their history: warn once, go on. */
-		if (!history_warning_logged)
-			ereport(WARNING,
-					(errcode(edata->sqlerrcode),
-					 errmsg("pg_opsdemo scheduler could not record job history: %s",
-							edata->message)));
-		history_warning_logged = true;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(oldcontext);
-}
-
-static TickOutcome
-run_tick(int j, TimestampTz scheduled)
-{
-	OpsdemoShared *s = opsdemo_shared();
-	volatile TickOutcome outcome = TICK_OK;
-	volatile int64 result = 0;
-	char	   *volatile error = NULL;
-	TimestampTz started;
-	int64		duration_us;
-
-	MemoryContextReset(tick_context);
-	MemoryContextSwitchTo(tick_context);
-
-	set_lock_timeout();
-	started = GetCurrentTimestamp();
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PG_TRY();
 	{
 		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, j == OPSDEMO_JOB_INSERT ?
-							   "pg_opsdemo insert tick" : "pg_opsdemo update tick");
-		enable_timeout_after(STATEMENT_TIMEOUT, tick_budget_ms());
+		enable_timeout_after(STATEMENT_TIMEOUT, ms_until(deadline));
 
-		if (!ready_to_write())
-			outcome = TICK_NOT_READY;
-		else if (j == OPSDEMO_JOB_INSERT)
-			result = opsdemo_insert_rows(GetCurrentStatementStartTimestamp(),
-										 opsdemo_insert_batch_size);
+		if (check_ready && !ready_to_write())
+			outcome = STEP_NOT_READY;
 		else
-			result = opsdemo_update_rows(scheduled);
+		{
+			errcallback.callback = tick_error_context;
+			errcallback.arg = &tick;
+			errcallback.previous = error_context_stack;
+			error_context_stack = &errcallback;
+
+			if (j == OPSDEMO_JOB_INSERT)
+				*rows = opsdemo_insert_rows(GetCurrentStatementStartTimestamp(),
+											opsdemo_insert_batch_size);
+			else
+				*rows = opsdemo_flip_batch(opsdemo_tick_parity(scheduled),
+										   limit, true, taken);
+
+			error_context_stack = errcallback.previous;
+		}
 
 		disable_timeout(STATEMENT_TIMEOUT, false);
 		PopActiveSnapshot();
@@ -579,52 +377,197 @@ run_tick(int j, TimestampTz scheduled)
 	{
 		ErrorData  *edata;
 
+		HOLD_INTERRUPTS();
 		disable_timeout(STATEMENT_TIMEOUT, false);
 		MemoryContextSwitchTo(tick_context);
 		edata = CopyErrorData();
-		FlushErrorState();
+		*sqlerrcode = edata->sqlerrcode;
+
+		if (j == OPSDEMO_JOB_UPDATE &&
+			opsdemo_batch_retryable(edata->sqlerrcode) &&
+			GetCurrentTimestamp() < deadline)
+		{
+			ereport(DEBUG1,
+					(errmsg_internal("pg_opsdemo update tick scheduled at %s retries a batch: %s",
+									 timestamptz_to_str(scheduled), edata->message)));
+			outcome = STEP_RETRY;
+		}
+		else if (j == OPSDEMO_JOB_UPDATE && made_progress &&
+				 edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			outcome = STEP_OUT_OF_TIME;
+		else
+		{
+			EmitErrorReport();
+			opsdemo_run_set_error(run, edata);
+			outcome = STEP_FAILED;
+		}
 		AbortCurrentTransaction();
 		MemoryContextSwitchTo(tick_context);
-
-		outcome = TICK_FAILED;
-		error = psprintf("%s (SQLSTATE %s)", edata->message,
-						 unpack_sql_state(edata->sqlerrcode));
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("pg_opsdemo %s tick scheduled at %s failed: %s",
-						opsdemo_job_names[j], timestamptz_to_str(scheduled),
-						edata->message)));
+		FlushErrorState();
+		QueryCancelPending = false;
+		RESUME_INTERRUPTS();
 	}
 	PG_END_TRY();
+	return outcome;
+}
+
+/*
+ * Writes the run's history row in a transaction of its own.  The jobs
+ * matter more than their history: a failure here is a warning, once.
+ */
+static void
+record_history(const OpsdemoRun *run)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	bool		purge = run->started - last_purge >= (int64) PURGE_EVERY_MS * 1000;
+
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		opsdemo_run_write_history(run, purge);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		if (purge)
+			last_purge = run->started;
+		history_warning_logged = false;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		HOLD_INTERRUPTS();
+		MemoryContextSwitchTo(tick_context);
+		edata = CopyErrorData();
+		if (!history_warning_logged)
+			EmitErrorReport();
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(tick_context);
+		FlushErrorState();
+		RESUME_INTERRUPTS();
+
+		if (!history_warning_logged)
+			ereport(WARNING,
+					(errcode(edata->sqlerrcode),
+					 errmsg("pg_opsdemo scheduler could not record job history: %s",
+							edata->message),
+					 errdetail("Runs are still counted in opsdemo_status(); this warning is not repeated until the history works again.")));
+		history_warning_logged = true;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcontext);
+}
+
+static TickOutcome
+run_tick(int j, TimestampTz scheduled)
+{
+	OpsdemoRun	run = {0};
+	int			budget_ms = opsdemo_schedule_tick_budget_ms();
+	TimestampTz deadline;
+	TimestampTz drain_until;
+	StepOutcome outcome;
+	bool		checked_ready = false;
+	int64		slowest_batch_us = 0;
+
+	MemoryContextReset(tick_context);
+	MemoryContextSwitchTo(tick_context);
+
+	run.job = j;
+	run.scheduler = "worker";
+	run.scheduled = scheduled;
+	run.started = GetCurrentTimestamp();
+	run.ok = true;
+	deadline = run.started + (int64) budget_ms * 1000;
+	drain_until = run.started +
+		(int64) budget_ms * 1000 * DRAIN_SHARE_NUM / DRAIN_SHARE_DEN;
+
+	set_lock_timeout(budget_ms);
+	pgstat_report_activity(STATE_RUNNING, j == OPSDEMO_JOB_INSERT ?
+						   "pg_opsdemo insert tick" : "pg_opsdemo update tick");
+
+	for (;;)
+	{
+		TimestampTz batch_start = GetCurrentTimestamp();
+		int			limit = opsdemo_update_batch_size;
+		int64		rows = 0;
+		uint64		taken = 0;
+		int			sqlerrcode = 0;
+		int64		batch_us;
+
+		/* Only a batch that fits; the next slot of this parity goes on. */
+		if (checked_ready &&
+			(batch_start >= drain_until ||
+			 batch_start + slowest_batch_us >= deadline))
+		{
+			outcome = STEP_DONE;
+			break;
+		}
+
+		if (fitting_batch_rows > 0)
+			limit = Min(limit, fitting_batch_rows);
+		outcome = tick_step(j, scheduled, deadline, !checked_ready, limit,
+							run.result > 0, &rows, &taken, &sqlerrcode, &run);
+		batch_us = GetCurrentTimestamp() - batch_start;
+
+		if (j == OPSDEMO_JOB_UPDATE && sqlerrcode == ERRCODE_QUERY_CANCELED)
+		{
+			/* Too large for the budget, or for this load: much smaller. */
+			fitting_batch_rows = Max(limit / 4, 1);
+		}
+		if (outcome == STEP_OUT_OF_TIME)
+		{
+			ereport(LOG,
+					(errmsg("pg_opsdemo update tick scheduled at %s reached its time budget after flipping " INT64_FORMAT " rows",
+							timestamptz_to_str(scheduled), run.result),
+					 errdetail("The batch in progress was rolled back; the next slot of this parity goes on.")));
+			outcome = STEP_DONE;
+			break;
+		}
+		if (outcome == STEP_NOT_READY || outcome == STEP_FAILED)
+			break;
+		checked_ready = true;
+		slowest_batch_us = Max(slowest_batch_us, batch_us);
+		if (outcome == STEP_RETRY)
+			continue;
+
+		if (j == OPSDEMO_JOB_INSERT)
+		{
+			run.result = rows;
+			break;
+		}
+		run.result += rows;
+
+		/*
+		 * Size the next batch by this one's pace, growing at most twofold
+		 * at a time.
+		 */
+		if (taken > 0)
+		{
+			int64		target_us = (int64) budget_ms * 1000 / BATCH_SHARE_DEN;
+			double		fitting = (double) taken * target_us / Max(batch_us, 1);
+
+			fitting = Min(fitting, 2.0 * limit);
+			fitting_batch_rows = (int) Max(Min(fitting, (double) opsdemo_update_batch_size), 1.0);
+		}
+
+		/* Done; or nothing flippable (a trigger may be skipping the rows). */
+		if (taken < (uint64) limit || rows == 0)
+			break;
+	}
 	MemoryContextSwitchTo(tick_context);
 
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
-	duration_us = GetCurrentTimestamp() - started;
 
-	if (outcome == TICK_NOT_READY)
-		return outcome;
+	if (outcome == STEP_NOT_READY)
+		return TICK_NOT_READY;
 
-	SpinLockAcquire(&s->mutex);
-	s->jobs[j].runs++;
-	s->jobs[j].last_start = started;
-	s->jobs[j].last_duration_us = duration_us;
-	if (outcome == TICK_OK)
-	{
-		s->jobs[j].consecutive_failures = 0;
-		s->jobs[j].last_result = result;
-	}
-	else
-	{
-		s->jobs[j].failures++;
-		s->jobs[j].consecutive_failures++;
-		strlcpy(s->jobs[j].last_error, error, OPSDEMO_ERROR_LEN);
-	}
-	SpinLockRelease(&s->mutex);
-
-	record_history(j, scheduled, started, duration_us, outcome == TICK_OK,
-				   result, error);
-	return outcome;
+	/* A failed update run keeps the count of its committed batches. */
+	run.duration_us = GetCurrentTimestamp() - run.started;
+	opsdemo_run_count(&run);
+	record_history(&run);
+	return run.ok ? TICK_OK : TICK_FAILED;
 }
 
 /* ---- main loop ---------------------------------------------------------- */
@@ -713,6 +656,11 @@ wait_for_database(void)
 		}
 		if (stop_requested())
 		{
+			OpsdemoShared *s = opsdemo_shared();
+
+			SpinLockAcquire(&s->mutex);
+			s->stop_requested = false;
+			SpinLockRelease(&s->mutex);
 			opsdemo_set_state("stopped");
 			proc_exit(0);
 		}
@@ -744,36 +692,6 @@ wait_for_database(void)
 	}
 }
 
-/* Next due time of job j after a run that had "outcome". */
-static void
-advance_after_run(int j, TimestampTz scheduled, TickOutcome outcome)
-{
-	JobSchedule *js = &schedule[j];
-	OpsdemoShared *s = opsdemo_shared();
-
-	js->next_due = slot_after(scheduled, js->interval_ms);
-	if (outcome == TICK_FAILED)
-	{
-		int64		failures;
-		int64		delay_ms;
-
-		SpinLockAcquire(&s->mutex);
-		failures = s->jobs[j].consecutive_failures;
-		SpinLockRelease(&s->mutex);
-
-		/*
-		 * 1, 2, 4, ... intervals after the failed slot, capped.  A pg_cron
-		 * run (opsdemo_cron_tick) may have reset the shared counter since.
-		 */
-		delay_ms = js->interval_ms << Min(Max(failures, 1) - 1, 20);
-		delay_ms = Min(delay_ms, Max(BACKOFF_MAX_MS, js->interval_ms));
-		js->retry_after = scheduled + delay_ms * 1000;
-	}
-	else
-		js->retry_after = 0;
-	publish_schedule(j);
-}
-
 void
 opsdemo_worker_main(Datum main_arg)
 {
@@ -790,6 +708,12 @@ opsdemo_worker_main(Datum main_arg)
 	{
 		pid_t		other = s->worker_pid;
 
+		/*
+		 * A stop asked of a worker that died before it saw the request:
+		 * honoured here, by this restart, and then forgotten.
+		 */
+		if (other == 0)
+			s->stop_requested = false;
 		SpinLockRelease(&s->mutex);
 		if (other != 0)
 			ereport(LOG,
@@ -828,78 +752,65 @@ opsdemo_worker_main(Datum main_arg)
 	for (;;)
 	{
 		TimestampTz now;
-		TimestampTz wake;
-		int			due = -1;
+		TimestampTz due;
+		TimestampTz scheduled;
+		int			j;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 			reload_config();
 		if (stop_requested())
 		{
+			/* Honoured: it must not also stop a worker started later. */
+			SpinLockAcquire(&s->mutex);
+			s->stop_requested = false;
+			SpinLockRelease(&s->mutex);
 			opsdemo_set_state("stopped");
 			ereport(LOG, (errmsg("pg_opsdemo scheduler stopped by opsdemo_worker_stop()")));
 			proc_exit(0);
 		}
 
 		now = GetCurrentTimestamp();
-		for (int j = 0; j < OPSDEMO_NJOBS; j++)
-			refresh_schedule(j, now);
+		opsdemo_schedule_refresh(now);
 
 		if (opsdemo_scheduler != OPSDEMO_SCHEDULER_WORKER)
 		{
 			set_state(LOG, "idle: opsdemo.scheduler is \"%s\"",
 					  opsdemo_scheduler_name(opsdemo_scheduler));
-			idle_schedule(now);
+			opsdemo_schedule_idle(now);
 			sleep_ms(IDLE_RECHECK_MS);
 			continue;
 		}
 		if (RecoveryInProgress())
 		{
 			set_state(LOG, "idle: hot standby, waiting for promotion");
-			idle_schedule(now);
+			opsdemo_schedule_idle(now);
 			sleep_ms(IDLE_RECHECK_MS);
 			continue;
 		}
 
-		/* the job due first; the insert job first on a tie */
-		for (int j = 0; j < OPSDEMO_NJOBS; j++)
-			if (due < 0 || schedule[j].next_due < schedule[due].next_due)
-				due = j;
-
-		if (schedule[due].next_due <= now)
+		j = opsdemo_schedule_next_job(&due);
+		if (due > now)
 		{
-			JobSchedule *js = &schedule[due];
-			int64		iv_us = js->interval_ms * 1000;
-			TimestampTz scheduled = js->next_due;
-
-			if (now - scheduled > iv_us / 2)
-			{
-				/*
-				 * Too late for this slot: skip it and every slot up to now,
-				 * except the latest one if it is itself still on time.
-				 */
-				TimestampTz last = slot_after(now, js->interval_ms) - iv_us;
-
-				js->next_due = (now - last <= iv_us / 2) ? last : last + iv_us;
-				count_skipped(due, (js->next_due - scheduled) / iv_us);
-				publish_schedule(due);
-				continue;
-			}
-			if (scheduled < js->retry_after)
-			{
-				/* backing off after failures */
-				count_skipped(due, 1);
-				js->next_due = slot_after(scheduled, js->interval_ms);
-				publish_schedule(due);
-				continue;
-			}
-
-			advance_after_run(due, scheduled, run_tick(due, scheduled));
+			sleep_ms((long) ((due - now + 999) / 1000));
 			continue;
 		}
+		if (!opsdemo_schedule_take(j, now, &scheduled))
+			continue;
 
-		wake = schedule[due].next_due;
-		sleep_ms((long) ((wake - now + 999) / 1000));
+		switch (run_tick(j, scheduled))
+		{
+			case TICK_OK:
+				opsdemo_schedule_after_run(j, scheduled, false);
+				break;
+			case TICK_FAILED:
+				opsdemo_schedule_after_run(j, scheduled, true);
+				break;
+			case TICK_NOT_READY:
+				/* not a run: the slot passes like any other */
+				opsdemo_schedule_after_run(j, scheduled, false);
+				break;
+		}
 	}
 }
 
@@ -992,10 +903,16 @@ opsdemo_worker_stop(PG_FUNCTION_ARGS)
 	pid_t		pid;
 	Latch	   *latch;
 
+	/*
+	 * Only a running worker is asked: a request left behind would make the
+	 * next worker the postmaster starts (after a crash, or its restart
+	 * delay) exit at once.
+	 */
 	SpinLockAcquire(&s->mutex);
-	s->stop_requested = true;
 	pid = s->worker_pid;
 	latch = s->worker_latch;
+	if (pid != 0)
+		s->stop_requested = true;
 	SpinLockRelease(&s->mutex);
 
 	if (pid == 0)
