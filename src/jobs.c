@@ -151,8 +151,8 @@ opsdemo_insert_rows(TimestampTz at, int nrows)
 		int			ret;
 
 		opsdemo_operation_draw(&tick_rng, 1000, &op);
-		opsdemo_guid_make(at, opsdemo_rng_next(&tick_rng),
-						  opsdemo_rng_next(&tick_rng), &guid);
+		/* the operation's content may be pseudo-random, its GUID not */
+		opsdemo_guid_make_strong(at, &guid);
 		args[0] = TimestampTzGetDatum(at);
 		args[1] = opsdemo_operation_amount(&op);
 		args[2] = UUIDPGetDatum(&guid);
