@@ -13,7 +13,8 @@
 # Then a superuser runs everything the extension does with that search_path:
 # the generator (creating months, seeded and not), both ticks, partition
 # creation that moves rows out of the default partition, mv_sum
-# maintenance, verify, rebuild and TRUNCATE, the pg_cron job body and, where
+# maintenance, verify, rebuild and TRUNCATE, retention and the event
+# trigger that corrects a bare DROP or DETACH, the pg_cron job body and, where
 # pg_cron >= 1.5 is installed, pg_cron mode; and the built-in worker runs
 # both jobs and trims its history.  Not one planted object may be called.
 use strict;
@@ -197,8 +198,9 @@ is($rc, 0, 'the attacker planted the look-alikes') or diag($err);
 my ($planted) = $err =~ /planted (\d+) objects/;
 cmp_ok($planted // 0, '>', 200, 'hundreds of functions and operators planted');
 
-# The trap works: a query that resolves through this search_path calls it.
-($rc, $out, $err) = $node->psql('ops', 'SELECT now()');
+# The trap works: a query that resolves through this search_path calls it
+# (run as the attacker, so that it cannot promote itself).
+($rc, $out, $err) = $node->psql('ops', 'SET ROLE attacker; SELECT now()');
 like($err, qr/planted object called: public\.now/,
 	'the trap fires for an unqualified call under this search_path');
 $node->safe_psql('ops', "SELECT pg_catalog.setval('public.trap_hits', 1, false)");
@@ -224,6 +226,10 @@ my @victim = (
 	'SELECT * FROM ops.opsdemo_mv_sum_verify()',
 	'SELECT ops.opsdemo_mv_sum_rebuild()',
 	'TRUNCATE ops.t1_2031_03',
+	# retention, and the event trigger's correction of a bare DROP / DETACH
+	"SELECT ops.opsdemo_partitions_drop('2031-02-01')",
+	'ALTER TABLE ops.t1 DETACH PARTITION ops.t1_2035_06',
+	'DROP TABLE ops.t1_2035_07',
 	"SELECT ops.opsdemo_cron_tick('insert')",
 	"SELECT ops.opsdemo_cron_tick('update')",
 	'SELECT * FROM ops.opsdemo_status()');
@@ -269,7 +275,7 @@ is($node->safe_psql('ops',
 		"SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'attacker'"),
 	'f', 'the attacker is not superuser');
 my $log = slurp_file($node->logfile);
-my @calls = $log =~ /(planted object called: \S+)/g;
+my @calls = $log =~ /WARNING:  (planted object called: \S+)/g;
 # the one deliberate call above
 is(scalar(@calls), 1, 'the server log shows only the deliberate trap test')
   or diag(join("\n", @calls));
