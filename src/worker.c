@@ -458,7 +458,7 @@ record_history(int j, TimestampTz scheduled, TimestampTz started,
 		Oid			argtypes[7] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
 		INTERVALOID, BOOLOID, INT8OID, TEXTOID};
 		Datum		args[7];
-		char		nulls[7] = "       ";
+		char		nulls[] = "       ";	/* one per argument; GCC 15+ wants room for the NUL */
 		Interval   *duration = palloc0(sizeof(Interval));
 		StringInfoData sql;
 		int			ret;
