@@ -6,7 +6,7 @@
 #   make lab-clean        wipe the lab's containers, network and data volumes
 #   make lab-build        rebuild the images (make up rebuilds when sources changed)
 #   make lab-check        which prerequisites are missing
-#   PG=15 selects the PostgreSQL 15 lab (default 17), e.g. make up PG=15
+#   PG=15 or PG=18 selects that PostgreSQL lab (default 17), e.g. make up PG=15
 #
 # `clean` stays PGXS's (build outputs): the tests and the image build run it,
 # and a build-cleaning command must never destroy data.  Hence lab-clean.

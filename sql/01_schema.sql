@@ -16,9 +16,10 @@ SELECT attname, format_type(atttypid, atttypmod) AS type, attnotnull,
  WHERE attrelid = 't1'::regclass AND attnum > 0 AND NOT attisdropped
  ORDER BY attnum;
 
--- constraints and indexes
+-- constraints and indexes (NOT NULL is attnotnull above; PostgreSQL 18
+-- catalogs it as a constraint too, contype 'n')
 SELECT conname, contype, pg_get_constraintdef(oid) AS definition
-  FROM pg_constraint WHERE conrelid = 't1'::regclass ORDER BY conname;
+  FROM pg_constraint WHERE conrelid = 't1'::regclass AND contype <> 'n' ORDER BY conname;
 -- indexes are per partition (t1 itself has none, so pg_restore works):
 -- primary key, unique GUID key and the pending-rows index, on the default
 -- partition and on every monthly partition
@@ -29,7 +30,7 @@ SELECT opsdemo_partitions_ensure('2026-01-01 UTC', '2026-01-02 UTC');
 SELECT indexrelid::regclass AS index, pg_get_indexdef(indexrelid) AS definition
   FROM pg_index WHERE indrelid = 't1_2026_01'::regclass ORDER BY indexrelid;  -- creation order
 SELECT conname, contype FROM pg_constraint
- WHERE conrelid = 't1_2026_01'::regclass ORDER BY conname;
+ WHERE conrelid = 't1_2026_01'::regclass AND contype <> 'n' ORDER BY conname;
 
 -- mv_sum has the contract columns
 SELECT attname, format_type(atttypid, atttypmod) AS type

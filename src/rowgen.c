@@ -145,8 +145,9 @@ opsdemo_operation_message(const OpsdemoOperation *op)
 
 	/* A stable 20-digit account number per (client, account index). */
 	hash_state = (uint64) op->client_id * ACCOUNTS_PER_CLIENT + op->account_index;
-	snprintf(account, 21, "40817810%012" INT64_MODIFIER "u",
-			 splitmix64(&hash_state) % UINT64CONST(1000000000000));
+	/* PostgreSQL 18 has no INT64_MODIFIER: %llu with a cast fits all. */
+	snprintf(account, 21, "40817810%012llu",
+			 (unsigned long long) (splitmix64(&hash_state) % UINT64CONST(1000000000000)));
 
 	set_string(&pairs[0].key, "client_id", 9);
 	pairs[0].value.type = jbvNumeric;

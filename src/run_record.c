@@ -100,7 +100,7 @@ opsdemo_run_write_history(const OpsdemoRun *run, bool purge)
 	Oid			argtypes[8] = {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
 	INTERVALOID, BOOLOID, INT8OID, TEXTOID};
 	Datum		args[8];
-	char		nulls[8] = "        ";
+	char		nulls[] = "        ";	/* one per argument; GCC 15+ wants room for the NUL */
 	Interval   *duration;
 	StringInfoData sql;
 	OpsdemoSavedUser saved_user;
