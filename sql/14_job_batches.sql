@@ -1,11 +1,12 @@
--- The update job in batches, pg_cron runs counted by their transaction's
--- outcome, and history written whatever rights the job's role has.
+-- The update job whatever the worker's batch size, pg_cron runs counted by
+-- their transaction's outcome, and history written whatever rights the
+-- job's role has.
 SET client_min_messages = warning;
 SET timezone = 'UTC';
 CREATE EXTENSION pg_opsdemo;
 
 -- opsdemo_update_tick() flips every pending row of its parity, whatever
--- the batch size: 25 pending rows, batches of 4
+-- the worker's batch size: 25 pending rows, batches of 4
 SELECT opsdemo_generate(25, '2026-02-01', '2026-02-02', seed => 3);
 SET opsdemo.update_batch_size = 4;
 SELECT count(*) FILTER (WHERE id % 2 = 0) AS even_pending,
@@ -25,7 +26,7 @@ SELECT d, 1, opsdemo_guid(d), '{"client_id": 1, "account_number": "1", "operatio
 SELECT opsdemo_update_tick('2026-11-21 10:00:04+00') AS four_even;
 SELECT opsdemo_update_tick('2026-11-21 10:00:06+00') AS none_left;
 
--- a trigger that suppresses the flip ends the loop instead of spinning on
+-- a trigger that suppresses the flip: nothing flipped, and no spinning on
 -- rows that stay pending
 CREATE FUNCTION keep_pending() RETURNS trigger LANGUAGE plpgsql AS
   $$ BEGIN RETURN NULL; END $$;

@@ -6,8 +6,10 @@
  *
  *	  opsdemo_insert_tick(): one new operation, status 0, dated now.
  *	  opsdemo_update_tick(at): status 0 -> 1 for the ids whose parity
- *	  matches the parity of the seconds of "at", in batches of
- *	  opsdemo.update_batch_size rows (the worker commits each batch).
+ *	  matches the parity of the seconds of "at": one statement, retried
+ *	  after a serialization failure or a deadlock.  The built-in worker
+ *	  flips in batches of at most opsdemo.update_batch_size rows instead,
+ *	  committing each (opsdemo_flip_batch).
  *
  *	  Every statement runs with search_path pinned to pg_catalog, pg_temp
  *	  and names its operators and functions by schema, so nothing planted
@@ -43,14 +45,14 @@ typedef struct TickPlan
 } TickPlan;
 
 static TickPlan insert_plan;
-static TickPlan flip_wait_plan;
-static TickPlan flip_skip_locked_plan;
+static TickPlan flip_all_plan;
+static TickPlan flip_batch_plan;
 
 /*
- * How often one batch of opsdemo_update_tick() may fail in a row with a
+ * How often opsdemo_update_tick()'s statement may fail in a row with a
  * serialization failure or a deadlock before the error is passed on.
  */
-#define UPDATE_BATCH_MAX_RETRIES	100
+#define UPDATE_MAX_RETRIES	100
 
 static OpsdemoRng tick_rng;
 static bool tick_rng_seeded = false;
@@ -212,20 +214,23 @@ opsdemo_tick_parity(TimestampTz at)
  * returns the rows it flipped.
  *
  * The batch is picked through the partial index on (id % 2) WHERE status
- * = 0 and locked FOR UPDATE; with skip_locked, rows another transaction
- * holds are left for a later batch instead of waited for.  Each row is
+ * = 0 and locked FOR UPDATE SKIP LOCKED: rows another transaction holds
+ * are left for a later batch instead of waited for.  Each row is
  * then found again by its primary key (id, date).  Sequential and bitmap
  * scans and the join methods that would need them are disabled for the
  * statement: every pending row is in that index and every row in its
  * partition's primary key, however stale the planner's statistics are,
  * and a plain index scan stops as soon as the batch is full.
  *
+ * Only for transactions that commit each batch: within one transaction
+ * the flipped rows' index entries stay (their deleting transaction is
+ * still running), and every later batch would walk all of them again.
+ *
  * A row moved to another partition by a transaction that committed after
- * this statement's snapshot fails the lock with 40001, and waiting for
- * locks can deadlock (40P01): the callers retry those.
+ * this statement's snapshot fails the lock with 40001: the caller retries.
  */
 int64
-opsdemo_flip_batch(int32 parity, int limit, bool skip_locked, uint64 *taken)
+opsdemo_flip_batch(int32 parity, int limit, uint64 *taken)
 {
 	Oid			nspid = opsdemo_schema_oid();
 	Oid			argtypes[2] = {INT4OID, INT4OID};
@@ -264,12 +269,8 @@ opsdemo_flip_batch(int32 parity, int limit, bool skip_locked, uint64 *taken)
 	" RETURNING 1) " \
 	"SELECT (SELECT pg_catalog.count(*) FROM batch)," \
 	" (SELECT pg_catalog.count(*) FROM flipped)"
-	if (skip_locked)
-		plan = tick_plan(&flip_skip_locked_plan, nspid,
-						 FLIP_BATCH_SQL("FOR UPDATE SKIP LOCKED"), 2, argtypes);
-	else
-		plan = tick_plan(&flip_wait_plan, nspid,
-						 FLIP_BATCH_SQL("FOR UPDATE"), 2, argtypes);
+	plan = tick_plan(&flip_batch_plan, nspid,
+					 FLIP_BATCH_SQL("FOR UPDATE SKIP LOCKED"), 2, argtypes);
 #undef FLIP_BATCH_SQL
 
 	args[0] = Int32GetDatum(parity);
@@ -302,26 +303,69 @@ opsdemo_batch_retryable(int sqlerrcode)
 }
 
 /*
+ * One UPDATE of every pending row of "parity", as the caller's snapshot
+ * sees them, reading only pending rows through the partial index (a
+ * sequential scan is disabled for the statement: every pending row is in
+ * that index, however stale the planner's statistics are).
+ */
+static int64
+flip_all(int32 parity)
+{
+	Oid			nspid = opsdemo_schema_oid();
+	Oid			argtypes[1] = {INT4OID};
+	Datum		args[1];
+	SPIPlanPtr	plan;
+	int			guc_level;
+	int			ret;
+	uint64		flipped;
+
+	(void) opsdemo_t1_relid(nspid);
+
+	guc_level = opsdemo_pin_search_path();
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	plan = tick_plan(&flip_all_plan, nspid,
+					 "UPDATE %s.t1 SET status = 1"
+					 " WHERE status OPERATOR(pg_catalog.=) 0"
+					 " AND (id OPERATOR(pg_catalog.%%) 2) OPERATOR(pg_catalog.=) $1",
+					 1, argtypes);
+	args[0] = Int32GetDatum(parity);
+	ret = SPI_execute_plan(plan, args, NULL, false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "update tick failed: %s", SPI_result_code_string(ret));
+	flipped = SPI_processed;
+	SPI_finish();
+
+	AtEOXact_GUC(true, guc_level);
+	return (int64) flipped;
+}
+
+/*
  * Flips every pending row of the parity of "at" and returns how many: the
- * body of opsdemo_update_tick().  Batch after batch, each in a
- * subtransaction, waiting for rows that other transactions hold, until a
- * batch finds no more.  A batch that fails with a serialization failure or
- * a deadlock is rolled back alone and tried again, smaller, with a new
- * snapshot; the caller's statement_timeout bounds the whole.
+ * body of opsdemo_update_tick() and of the pg_cron update job.  One
+ * statement in a subtransaction; when it fails with a serialization
+ * failure (a row it waited for was moved to another month) or a deadlock,
+ * it is rolled back alone and run again with a new snapshot.  The
+ * caller's statement_timeout bounds the whole.
+ *
+ * Not in batches: a caller's single transaction cannot let go of the rows
+ * flipped so far, so batches would only walk the same index entries again
+ * and again (the built-in worker commits its batches, see
+ * opsdemo_flip_batch).
  */
 int64
 opsdemo_update_rows(TimestampTz at)
 {
 	int32		parity = opsdemo_tick_parity(at);
-	int			limit = opsdemo_update_batch_size;
 	int			failures_in_a_row = 0;
-	int64		total = 0;
 
 	for (;;)
 	{
 		MemoryContext oldcontext = CurrentMemoryContext;
 		ResourceOwner oldowner = CurrentResourceOwner;
-		uint64		taken = 0;
 		int64		flipped = 0;
 		bool		failed = false;
 
@@ -330,7 +374,7 @@ opsdemo_update_rows(TimestampTz at)
 		MemoryContextSwitchTo(oldcontext);
 		PG_TRY();
 		{
-			flipped = opsdemo_flip_batch(parity, limit, false, &taken);
+			flipped = flip_all(parity);
 			ReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(oldcontext);
 			CurrentResourceOwner = oldowner;
@@ -347,27 +391,16 @@ opsdemo_update_rows(TimestampTz at)
 			CurrentResourceOwner = oldowner;
 
 			if (!opsdemo_batch_retryable(edata->sqlerrcode) ||
-				++failures_in_a_row >= UPDATE_BATCH_MAX_RETRIES)
+				++failures_in_a_row >= UPDATE_MAX_RETRIES)
 				ReThrowError(edata);
 			FreeErrorData(edata);
 			failed = true;
 		}
 		PG_END_TRY();
 
-		if (failed)
-		{
-			/* A smaller batch is less likely to meet a row on the move. */
-			limit = Max(limit / 2, 1);
-			continue;
-		}
-		failures_in_a_row = 0;
-		total += flipped;
-		/* Done; or nothing flippable: a trigger may be skipping the rows. */
-		if (taken < (uint64) limit || flipped == 0)
-			break;
-		limit = Min(limit * 2, opsdemo_update_batch_size);
+		if (!failed)
+			return flipped;
 	}
-	return total;
 }
 
 /*

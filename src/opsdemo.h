@@ -156,8 +156,7 @@ extern void opsdemo_mv_sum_subtract_relation(Oid relid);
 extern int64 opsdemo_insert_rows(TimestampTz at, int nrows);
 extern int64 opsdemo_update_rows(TimestampTz at);
 extern int32 opsdemo_tick_parity(TimestampTz at);
-extern int64 opsdemo_flip_batch(int32 parity, int limit, bool skip_locked,
-								uint64 *taken);
+extern int64 opsdemo_flip_batch(int32 parity, int limit, uint64 *taken);
 extern bool opsdemo_batch_retryable(int sqlerrcode);
 
 /* settings.c: the scheduler's settings */

@@ -378,7 +378,7 @@ tick_step(int j, TimestampTz scheduled, TimestampTz deadline, bool check_ready,
 											opsdemo_insert_batch_size);
 			else
 				*rows = opsdemo_flip_batch(opsdemo_tick_parity(scheduled),
-										   limit, true, taken);
+										   limit, taken);
 
 			error_context_stack = errcallback.previous;
 		}
