@@ -30,9 +30,12 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_database.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -47,6 +50,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -646,6 +650,32 @@ sleep_ms(long ms)
 }
 
 /*
+ * Does a database of this name exist?  Asked while connected to no
+ * database: until some backend has written the shared relcache init file
+ * (right after a server start, nothing has yet), only the shared catalogs
+ * themselves are nailed in the relcache, not their indexes, and opening
+ * one fails with "cannot read pg_class without having selected a
+ * database".  So no index: pg_database is small.  (Role lookups go
+ * through the syscache, which knows to avoid the index then.)
+ */
+static bool
+database_exists(const char *dbname)
+{
+	Relation	rel = table_open(DatabaseRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	bool		found;
+
+	ScanKeyInit(&key, Anum_pg_database_datname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum(dbname));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	found = HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
  * The last start could not connect (FATAL: the database or the role does
  * not exist, typically because the server was started before the lab
  * created them).  Rather than failing again every RESTART_SECONDS, wait
@@ -661,8 +691,8 @@ wait_for_database(void)
 
 	for (;;)
 	{
-		bool		database_exists;
-		bool		role_exists;
+		bool		have_database;
+		bool		have_role;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -682,12 +712,12 @@ wait_for_database(void)
 		}
 
 		StartTransactionCommand();
-		database_exists = OidIsValid(get_database_oid(opsdemo_database, true));
-		role_exists = opsdemo_role[0] == '\0' ||
+		have_database = database_exists(opsdemo_database);
+		have_role = opsdemo_role[0] == '\0' ||
 			OidIsValid(get_role_oid(opsdemo_role, true));
 		CommitTransactionCommand();
 
-		if (database_exists && role_exists)
+		if (have_database && have_role)
 		{
 			OpsdemoShared *s = opsdemo_shared();
 
@@ -699,7 +729,7 @@ wait_for_database(void)
 							opsdemo_database)));
 			proc_exit(1);
 		}
-		if (!database_exists)
+		if (!have_database)
 			set_state(LOG, "waiting: database \"%s\" does not exist",
 					  opsdemo_database);
 		else
