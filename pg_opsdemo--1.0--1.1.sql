@@ -42,11 +42,12 @@ CREATE EVENT TRIGGER opsdemo_partition_guard ON ddl_command_start
     EXECUTE FUNCTION @extschema@.opsdemo_partition_guard();
 ALTER EVENT TRIGGER opsdemo_partition_guard ENABLE ALWAYS;
 
--- Partition creation takes its
--- advisory lock in the two-int4 key space, formats bounds in ISO/UTC
--- whatever the caller's DateStyle/TimeZone/IntervalStyle, and refuses a
--- look-alike table in a month's place.  Signature and privileges are
--- unchanged (CREATE OR REPLACE keeps the REVOKE of 1.0).
+--------------------------------------------------------------------------
+-- Partition creation takes its advisory lock in the two-int4 key space,
+-- formats bounds in ISO/UTC whatever the caller's DateStyle/TimeZone/
+-- IntervalStyle, and refuses a look-alike table in a month's place.
+-- Signature and privileges are unchanged (CREATE OR REPLACE keeps the
+-- REVOKE of 1.0).
 --------------------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION @extschema@.opsdemo_partitions_create(range_from timestamptz,

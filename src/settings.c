@@ -94,9 +94,9 @@ opsdemo_settings_define(void)
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("opsdemo.update_batch_size",
-							"Rows the update job flips per batch.",
+							"Rows the built-in worker's update run flips per batch.",
 							"The worker commits each batch and stops within the tick's time budget; "
-							"opsdemo_update_tick() flips batch after batch until none is left.",
+							"opsdemo_update_tick() and pg_cron mode flip in one statement.",
 							&opsdemo_update_batch_size,
 							10000, 1, 1000000,
 							PGC_SUSET, 0,
