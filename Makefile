@@ -43,13 +43,13 @@ else
 all install installcheck:
 	@echo "$(PG_CONFIG) not found: install postgresql-server-dev-<major> or set PG_CONFIG (make test installs what it needs)" >&2; exit 1
 endif
-include docker/lab.mk
+include lab/lab.mk
 
 # PGXS appends --dbname=contrib_regression; these name our test databases.
 CONTRIB_TESTDB   = opsdemo_regress
 ISOLATION_TESTDB = opsdemo_isolation
 
-.PHONY: test lab bench bench-mv-sum
+.PHONY: test bench bench-mv-sum
 # The whole suite, from whatever the machine has: test/run-tests first
 # installs what is missing (test/install-deps), so this is also CI's command.
 test:

@@ -1,0 +1,42 @@
+# Lab targets (included from the top Makefile): `make <command> LAB=<topology>
+# [NODE=<node>]`.  Each one is a thin call of lab/lab, which does the work
+# and explains what is missing.
+#
+#   make up | down | restart | status | logs [NODE=] | psql NODE=
+#   make lab-clean        wipe the topology's containers, network, data volumes
+#   make lab-build        rebuild the images (make up rebuilds when sources changed)
+#   make lab-check        which prerequisites are missing
+#   LAB=logical           the topology (lab/<LAB>/; default logical, seed 000's lab)
+#   PG=15 or PG=18        that PostgreSQL major (default 17), e.g. make up PG=15
+# Topology "logical" also has: make generate N=1000000, make psql-primary,
+# make psql-replica.
+#
+# `clean` stays PGXS's (build outputs): the tests and the image build run it,
+# and a build-cleaning command must never destroy data.  Hence lab-clean.
+
+LAB ?= logical
+LAB_DRIVER = $(CURDIR)/lab/lab
+LAB_RUN = $(if $(PG),OPSDEMO_PG=$(PG)) $(LAB_DRIVER) --topology $(LAB)
+
+.PHONY: lab up down restart status logs psql psql-primary psql-replica generate \
+        lab-clean lab-build lab-check
+
+lab: up
+
+up down restart status:
+	@$(LAB_RUN) $@
+
+logs:
+	@$(LAB_RUN) logs $(NODE)
+
+psql:
+	@$(if $(NODE),,echo "usage: make psql NODE=<node> [LAB=<topology>]" >&2; exit 2;) $(LAB_RUN) psql $(NODE)
+
+psql-primary psql-replica:
+	@$(LAB_RUN) psql $(subst psql-,,$@)
+
+generate:
+	@$(if $(N),,echo "usage: make generate N=<rows>" >&2; exit 2;) $(LAB_RUN) generate $(N)
+
+lab-clean lab-build lab-check:
+	@$(LAB_RUN) $(subst lab-,,$@)
