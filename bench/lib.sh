@@ -1,16 +1,18 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2154  # bench_name, settings, shown_settings: see below
 # Shared by the bench/ scripts (sourced, not run): a throwaway PostgreSQL
-# server, the report header that records the machine, and small helpers.
+# server (lib/pgserver.sh), the report header that records the machine, and
+# small helpers.
 #
 # The sourcing script sets before sourcing:
 #   bench_name   its name, e.g. generate (messages, report file name)
 #   settings     array of postgresql.conf lines for the server
 #   shown_settings  array of setting names the report prints
 # and may define bench_cleanup_hook, called first on exit.
-# After sourcing it has: $repo $bench_dir $report $work $pgdata $port,
+# After sourcing it has: $repo $bench_dir $report $work $port,
 # psql_bench (psql on database opsdemo_bench), out, note, die, calc, median,
-# short_count, positive_int, start_server, report_header.
+# short_count, positive_int, start_server, report_header, and lib/pgserver.sh's
+# functions (as_server_user runs a command as the server's user).
 
 # Failures inside $(...) count too (values are computed in assignments).
 shopt -s inherit_errexit
@@ -24,25 +26,17 @@ positive_int() { # name value
 	[[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive integer, got '$2'"
 }
 
+# shellcheck source=lib/pgserver.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/pgserver.sh"
+
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bench_dir=$repo/bench
 results_dir=$bench_dir/results
 report=$results_dir/$bench_name-latest.txt
 
 # Untranslated messages, UTF8 cluster (as test/run-tests does).
-unset LC_ALL LC_CTYPE LC_COLLATE LC_MESSAGES LC_MONETARY LC_NUMERIC LC_TIME LANGUAGE
-if locale -a 2>/dev/null | grep -qixE 'c\.utf-?8'; then
-	export LANG=C.UTF-8
-else
-	export LANG=C
-fi
-
-PG_CONFIG=${PG_CONFIG:-pg_config}
-PG_CONFIG=$(command -v "$PG_CONFIG") ||
-	die "pg_config not found (install postgresql-server-dev-15 or set PG_CONFIG)"
-# Debian keeps initdb and pg_ctl out of /usr/bin.
-PATH=$("$PG_CONFIG" --bindir):$PATH
-export PATH PG_CONFIG
+pgserver_locale
+pgserver_pg_config "bench/$bench_name" || exit 1
 unset PGHOST PGHOSTADDR PGPORT PGUSER PGDATABASE PGSERVICE PGOPTIONS
 
 [[ -f $("$PG_CONFIG" --sharedir)/extension/pg_opsdemo.control ]] ||
@@ -51,28 +45,14 @@ unset PGHOST PGHOSTADDR PGPORT PGUSER PGDATABASE PGSERVICE PGOPTIONS
 bench_user=opsdemo_bench
 port=54330 # only names the socket file, which lives in our private directory
 
-if ((EUID == 0)); then
-	# PostgreSQL refuses to run as root.
-	if ! id -u "$bench_user" >/dev/null 2>&1; then
-		useradd --system --user-group --no-create-home --home-dir /nonexistent \
-			--shell /usr/sbin/nologin "$bench_user"
-	fi
-fi
+# As root, the server runs as this user (PostgreSQL refuses to run as root).
+pgserver_user "$bench_user"
 
 # Under /tmp: the server's unix socket lives in it, and socket paths are
 # limited to ~100 bytes.
 work=$(mktemp -d "/tmp/opsdemo-bench-$bench_name.XXXXXX")
-pgdata=$work/pgdata
-server_running=0
-
-as_bench() {
-	if ((EUID == 0)); then
-		(cd "$work" && runuser -u "$bench_user" --preserve-environment -- \
-			env HOME="$work" USER="$bench_user" LOGNAME="$bench_user" "$@")
-	else
-		"$@"
-	fi
-}
+pgserver_home=$work
+pgserver_caller=bench/$bench_name
 
 # shellcheck disable=SC2317  # only reached through the EXIT trap
 bench_cleanup() {
@@ -82,12 +62,12 @@ bench_cleanup() {
 	if declare -F bench_cleanup_hook >/dev/null; then
 		bench_cleanup_hook
 	fi
-	if ((server_running)); then
+	if ((pgserver_running)); then
 		if ((rc != 0)) && [[ -f $work/server.log ]]; then
 			echo "---- server log (last 30 lines)" >&2
 			tail -n 30 "$work/server.log" >&2
 		fi
-		as_bench pg_ctl -D "$pgdata" -m immediate -w stop >/dev/null 2>&1
+		pgserver_stop immediate 2>/dev/null
 	fi
 	if ((rc != 0)) && [[ -f $report ]]; then
 		echo "bench/$bench_name FAILED (exit status $rc); this report is incomplete" >>"$report"
@@ -157,27 +137,8 @@ verdict() { # value op target -> met / not met
 
 start_server() {
 	note "initdb and start a throwaway server in $work"
-	if ! as_bench initdb -D "$pgdata" --username=postgres --auth-local=trust \
-		--auth-host=reject --encoding=UTF8 --locale="$LANG" --no-sync \
-		>"$work/initdb.log" 2>&1; then
-		cat "$work/initdb.log" >&2
-		die "initdb failed"
-	fi
-	{
-		echo
-		echo "# added by bench/$bench_name"
-		echo "listen_addresses = ''"
-		echo "unix_socket_directories = '$work'"
-		echo "port = $port"
-		printf '%s\n' "${settings[@]}"
-	} >>"$pgdata/postgresql.conf"
-	# Set first: a start that times out can leave a postmaster running,
-	# and stopping a server that is not there is harmless.
-	server_running=1
-	if ! as_bench pg_ctl -D "$pgdata" -l "$work/server.log" -w -t 120 start >/dev/null; then
-		tail -n 50 "$work/server.log" >&2 || true
-		die "could not start the server"
-	fi
+	pgserver_init "$work" "$port" "${settings[@]}" || die "initdb failed"
+	pgserver_start >/dev/null || die "could not start the server"
 	psql -X -q -v ON_ERROR_STOP=1 -h "$work" -p "$port" -U postgres -d postgres \
 		-c 'CREATE DATABASE opsdemo_bench'
 }
