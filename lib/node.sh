@@ -58,9 +58,11 @@ fingerprint() { # node table
 stop_jobs() { # node -> "worker" / "cron:<jobid>,..." / "none"
 	local was cron_ids
 	was=$(node_value "$1" "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler')") || return 1
-	cron_ids=$(node_value "$1" "SELECT CASE WHEN to_regclass('cron.job') IS NULL THEN ''
-		ELSE (SELECT coalesce(string_agg(jobid::text, ','), '') FROM cron.job
-		       WHERE jobname LIKE 'opsdemo%' AND active) END") || return 1
+	cron_ids=
+	if node_true "$1" "SELECT to_regclass('cron.job') IS NOT NULL"; then
+		cron_ids=$(node_value "$1" "SELECT coalesce(string_agg(jobid::text, ','), '') FROM cron.job
+			WHERE jobname LIKE 'opsdemo%' AND active") || return 1
+	fi
 	if [[ $was == t ]]; then
 		node_value "$1" "SELECT opsdemo_worker_stop()" >/dev/null || return 1
 		wait_until 60 node_true "$1" "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler')" ||
@@ -68,7 +70,9 @@ stop_jobs() { # node -> "worker" / "cron:<jobid>,..." / "none"
 		echo worker
 	elif [[ -n $cron_ids ]]; then
 		node_value "$1" "SELECT cron.alter_job(j, active => false) FROM unnest('{$cron_ids}'::bigint[]) j" >/dev/null || return 1
-		# A run that started before stays until it ends.
+		# pg_cron reloads its jobs within a second or so; a run that
+		# started before stays until it ends.
+		sleep 2
 		wait_until 60 node_true "$1" "SELECT NOT EXISTS (SELECT FROM cron.job_run_details
 			WHERE jobid = ANY ('{$cron_ids}') AND status IN ('starting', 'running'))" ||
 			{ echo "    pg_cron runs did not end within 60 s" >&2; return 1; }
