@@ -505,27 +505,26 @@ release() { # node
 	q "$1" "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE '%opsdemo-test-blocker%' AND pid <> pg_backend_pid()" >/dev/null
 }
 
-truncate_wait_bounded() {
+# up, with a session of node holding what it needs, gives up after the
+# limit set by the setting, with its message and the session named.
+up_gives_up() { # node blocking-sql setting seconds message
 	local out rc=0 t0
-	q replica "DROP SUBSCRIPTION sub_t1" >/dev/null
-	hold_in replica "LOCK t1 IN ACCESS SHARE MODE" || return 1
+	hold_in "$1" "$2" || return 1
 	t0=$SECONDS
-	out=$(with_vars OPSDEMO_LOCK_WAIT=3 -- lab up 2>&1) || rc=$?
-	release replica
+	out=$(with_vars "$3=$4" -- lab up 2>&1) || rc=$?
+	release "$1"
 	echo "    up gave up after $((SECONDS - t0)) s"
-	((rc != 0)) && grep -q 'TRUNCATE t1 waited 3 s' <<<"$out" && grep -q 'opsdemo-test-blocker' <<<"$out" ||
+	((rc != 0)) && grep -q "$5" <<<"$out" && grep -q 'opsdemo-test-blocker' <<<"$out" ||
 		{ tail -n 15 <<<"$out" | sed 's/^/      /'; return 1; }
 }
 
+truncate_wait_bounded() {
+	q replica "DROP SUBSCRIPTION sub_t1" >/dev/null
+	up_gives_up replica "LOCK t1 IN ACCESS SHARE MODE" OPSDEMO_LOCK_WAIT 3 'TRUNCATE t1 waited 3 s'
+}
+
 slot_wait_bounded() {
-	local out rc=0 t0
-	hold_in primary "SELECT txid_current()" || return 1
-	t0=$SECONDS
-	out=$(with_vars OPSDEMO_SLOT_WAIT=5 -- lab up 2>&1) || rc=$?
-	release primary
-	echo "    up gave up after $((SECONDS - t0)) s"
-	((rc != 0)) && grep -q 'CREATE SUBSCRIPTION waited 5 s' <<<"$out" && grep -q 'opsdemo-test-blocker' <<<"$out" ||
-		{ tail -n 15 <<<"$out" | sed 's/^/      /'; return 1; }
+	up_gives_up primary "SELECT txid_current()" OPSDEMO_SLOT_WAIT 5 'CREATE SUBSCRIPTION waited 5 s' || return 1
 	# The half-made slot goes with its walsender once the blocker is gone.
 	wait_until 60 node_true primary "SELECT NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = 'sub_t1')"
 }
