@@ -180,10 +180,10 @@ secrets_nowhere() {
 			case $where in
 			inspect) docker inspect "$cid" | grep -Ff "$patterns" >/dev/null ;;
 			procs) docker exec -u 0 "$cid" bash -c 'for p in /proc/[0-9]*; do tr "\0" "\n" <"$p/cmdline"; tr "\0" "\n" <"$p/environ"; done 2>/dev/null' |
-				grep -qFf "$patterns" ;;
+				grep -Ff "$patterns" >/dev/null ;;
 			logs) docker logs "$cid" 2>&1 | grep -Ff "$patterns" >/dev/null ;;
 			files) docker exec -i -u 0 "$cid" grep -rlF -f /dev/stdin /run /tmp /etc /root /var/lib/postgresql /var/run/postgresql \
-				--exclude-dir=data <"$patterns" 2>/dev/null | grep -vx -e /run/secrets/postgres_password \
+				<"$patterns" 2>/dev/null | grep -vx -e /run/secrets/postgres_password \
 				-e /run/secrets/pgpass -e /var/lib/postgresql/.pgpass ;;
 			esac && { echo "    a password is visible: $node $where"; found=1; }
 		done
