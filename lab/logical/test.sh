@@ -15,11 +15,8 @@
 repl_user=opsdemo_repl
 job_role=opsdemo_job
 
-node_cid() { container_of "$project" "postgres-$1"; }
-
-q() { # node sql -> unaligned output (superuser, inside the node)
-	node_psql "$1" -At -c "$2"
-}
+# The compose service of a node (test/container/run's node_cid uses it).
+logical_service() { echo "postgres-$1"; }
 
 # ---- helpers ------------------------------------------------------------------------
 
@@ -29,7 +26,7 @@ q() { # node sql -> unaligned output (superuser, inside the node)
 # stdin as a private password file, never on a command line.
 client_psql() { # network pgpass-line conninfo sql
 	printf '%s\n' "$2" | docker run --rm -i --label "opsdemo.test=$run_id" --network "$1" \
-		--entrypoint bash "pg_opsdemo:$pg" -c 'umask 077; f=$(mktemp); cat >"$f"
+		--entrypoint bash "$image_name:$pg" -c 'umask 077; f=$(mktemp); cat >"$f"
 			PGPASSFILE=$f psql -X -At -d "$1" -c "$2"' _ "$3" "$4" 2>&1
 }
 
@@ -38,17 +35,6 @@ client_psql() { # network pgpass-line conninfo sql
 node_client() { # node pgpass-line conninfo sql
 	printf '%s\n' "$2" | docker exec -i -u nobody "$(node_cid "$1")" bash -c 'umask 077; f=$(mktemp); cat >"$f"
 		PGPASSFILE=$f psql -X -At -d "$1" -c "$2"; rc=$?; rm -f "$f"; exit $rc' _ "$3" "$4" 2>&1
-}
-
-# Fails with the output unless the command fails with a message matching.
-refused_with() { # regex command...
-	local re=$1 out
-	shift
-	if out=$("$@" 2>&1); then
-		echo "    succeeded, expected a refusal: ${out:0:300}"
-		return 1
-	fi
-	grep -Eq "$re" <<<"$out" || { echo "    refused, but not with /$re/:"; tail -n 8 <<<"$out" | sed 's/^/      /'; return 1; }
 }
 
 published_port() { docker port "$(node_cid "$1")" 5432 | sed -n '1s/.*://p'; }
@@ -95,39 +81,10 @@ jobs_running() { # timeout-seconds
 	return 1
 }
 
-# SIGKILL, asserted: the container exited with 137.
-kill_node() { # node
-	local cid
-	cid=$(node_cid "$1")
-	[[ -n $cid ]] || { echo "    no $1 container"; return 1; }
-	docker kill -s KILL "$cid" >/dev/null || return 1
-	wait_until 30 test "$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$cid")" = "exited 137" ||
-		{ echo "    $1: $(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$cid")"; return 1; }
-}
-
-# Started again, asserted: a new start time, then healthy.
-start_node() { # node
-	local cid before
-	cid=$(node_cid "$1")
-	[[ -n $cid ]] || { echo "    no $1 container"; return 1; }
-	before=$(container_started_at "$cid")
-	docker start "$cid" >/dev/null || return 1
-	[[ $(container_started_at "$cid") != "$before" ]] || { echo "    $1 did not start again"; return 1; }
-	wait_healthy "$project" "postgres-$1" 120
-}
-
 status_streaming() {
 	lab status >"$work/status.txt" 2>&1 || { cat "$work/status.txt"; return 1; }
 	grep -Eq '\| +streaming +\|' "$work/status.txt" &&
 		grep -Eq '^ *sub_t1 +\| +t +\| +t +\|' "$work/status.txt"
-}
-
-# Runs "lab args..." expecting success; shows its tail on failure.
-lab_ok() { # args...
-	local out rc=0
-	out=$(lab "$@" 2>&1) || rc=$?
-	((rc == 0)) || { echo "    lab $* exited $rc:"; tail -n 25 <<<"$out" | sed 's/^/      /'; return 1; }
-	printf '%s\n' "$out" >"$work/last-lab.log"
 }
 
 # ---- settings refused before anything starts --------------------------------------
@@ -614,7 +571,7 @@ test_full() {
 	# every major's first; run alone, a major has none to try).
 	local m other=
 	for m in 17 18 15; do
-		[[ $m != "$pg" && $(docker image inspect -f '{{index .Config.Labels "opsdemo.source"}}' "pg_opsdemo:$m" 2>/dev/null) == "$source_hash" ]] &&
+		[[ $m != "$pg" && $(docker image inspect -f '{{index .Config.Labels "opsdemo.source"}}' "$image_name:$m" 2>/dev/null) == "$source_hash" ]] &&
 			{ other=$m; break; }
 	done
 	if [[ -n $other ]]; then
@@ -658,7 +615,7 @@ test_suites_against_primary() {
 		printf '127.0.0.1:5432:*:postgres:%s\n' "$(pgpass_escape "$(lab_secret POSTGRES_PASSWORD)")" |
 			run_limited 900 docker run --rm -i --name "$run_id-$suite-$pg" --label "opsdemo.test=$run_id" \
 				--network "container:$(node_cid primary)" --user postgres \
-				-e PGHOST=127.0.0.1 -e PGPORT=5432 -e PGUSER=postgres "pg_opsdemo-build:$pg" \
+				-e PGHOST=127.0.0.1 -e PGPORT=5432 -e PGUSER=postgres "$image_name-build:$pg" \
 				bash -c 'umask 077; cat >~/.pgpass; make installcheck "$@"; rc=$?
 					for d in regression.diffs output_iso/regression.diffs; do [[ -s $d ]] && head -n 150 "$d"; done; exit $rc' \
 				_ "${overrides[@]}" >"$log" 2>&1 || rc=$?

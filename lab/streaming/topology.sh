@@ -1,0 +1,368 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2154  # pg, rows, scheduler, lab_db, ...: set by lab/lab
+# shellcheck disable=SC2034  # topology_*, OPSDEMO_*: read by lab/lab and compose
+# Topology "streaming" (seed 004): pg0 starts as the primary (pg_opsdemo with
+# t1 and its jobs: the WAL source); pg1 is an asynchronous standby, pg2 and
+# pg3 the candidates for synchronous_standby_names.  Each standby is cloned
+# from pg0 by its entrypoint (pg_basebackup) with a physical slot of its
+# name and streams with its name as application_name.  After a promotion
+# the data directories, not the compose file, say who is the primary.
+# Sourced by lab/lab, which provides the settings, lib/ and the common
+# commands.
+
+topology_nodes=(pg0 pg1 pg2 pg3)
+# Nodes are stopped and killed on purpose: status shows them as down.
+topology_status_shows_down=1
+topology_keys=(OPSDEMO_STREAMING_PORT OPSDEMO_STREAMING_SUBNET OPSDEMO_STREAMING_PROJECT)
+
+repl_user=opsdemo_repl
+job_role=opsdemo_job
+
+service_of() {
+	case $1 in
+	pg[0-3]) echo "$1" ;;
+	*) die "unknown node '$1' of the streaming lab (pg0, pg1, pg2 or pg3)" ;;
+	esac
+}
+
+topology_settings() {
+	project=$(setting OPSDEMO_STREAMING_PROJECT "opsdemo-streaming-pg$pg")
+	OPSDEMO_LAB_SUBNET=$(setting OPSDEMO_STREAMING_SUBNET "10.215.$pg.0/24")
+	# Ports base, base+1, ... for pg0..pg3 on 127.0.0.1; empty: Docker picks.
+	local base i
+	base=$(setting OPSDEMO_STREAMING_PORT 55440)
+	port_check OPSDEMO_STREAMING_PORT "$base"
+	for i in 0 1 2 3; do
+		export "OPSDEMO_PORT_PG$i=127.0.0.1:${base:+$((base + i))}"
+	done
+}
+
+# Every node may stream from every other one (after a promotion, from a
+# former standby), and pg_rewind reads the new primary as the replication
+# role: each node holds the replication password for each other node, for
+# physical replication ("replication") and for pg_rewind (the lab
+# database).  The superuser's password: initdb on pg0.
+topology_secrets() {
+	local node other lines=()
+	for other in "${topology_nodes[@]}"; do
+		lines+=("$other:5432:replication:$repl_user:$(pgpass_escape "$repl_password")"
+			"$other:5432:$lab_db:$repl_user:$(pgpass_escape "$repl_password")")
+	done
+	for node in "${topology_nodes[@]}"; do
+		write_secret "$OPSDEMO_SECRETS/$node" postgres_password "$postgres_password"
+		write_secret "$OPSDEMO_SECRETS/$node" pgpass "$(printf '%s\n' "${lines[@]}")"
+	done
+}
+
+topology_refresh_secrets() {
+	local node cid
+	for node in "${topology_nodes[@]}"; do
+		cid=$(node_cid "$node")
+		[[ -n $cid && $(container_state "$cid") == running* ]] || continue
+		docker exec -u 0 "$cid" entrypoint refresh-secrets
+	done
+}
+
+# ---- roles of the nodes -------------------------------------------------------------
+
+in_recovery() { node_value "$1" "SELECT pg_is_in_recovery()"; } # node -> t/f
+
+running_nodes() {
+	local node cid
+	for node in "${topology_nodes[@]}"; do
+		cid=$(node_cid "$node")
+		[[ -n $cid && $(container_state "$cid") == running* ]] && echo "$node"
+	done
+	return 0
+}
+
+# The one running node that is not in recovery; dies when there is none,
+# or more than one (the old primary started again without a rejoin).
+current_primary() { # [node to leave out: the old primary a rejoin is for]
+	local node primaries=()
+	for node in $(running_nodes); do
+		[[ $node != "${1:-}" && $(in_recovery "$node") == f ]] && primaries+=("$node")
+	done
+	case ${#primaries[@]} in
+	1) echo "${primaries[0]}" ;;
+	0) die "no running node is a primary (make status LAB=streaming; make promote LAB=streaming NODE=<standby>)" ;;
+	*) die "${primaries[*]} are all primaries: the old one must rejoin (make rejoin LAB=streaming NODE=<old primary>) before anything else" ;;
+	esac
+}
+
+# ---- up ---------------------------------------------------------------------------
+
+# The first time, pg0 comes up and gets its roles before the standbys clone
+# it (their entrypoint logs in as the replication role).  Later, every node
+# starts from its own data and the primary is whichever is not in recovery.
+topology_start() {
+	if ! docker volume inspect "${project}_pg0-data" >/dev/null 2>&1; then
+		start_nodes pg0
+		setup_primary pg0
+		setup_done=1
+		ensure_slots pg0 pg1 pg2 pg3
+		start_nodes pg1 pg2 pg3
+	else
+		start_nodes "${topology_nodes[@]}"
+	fi
+}
+
+# Physical slots on a primary for the given standbys, WAL reserved now.
+ensure_slots() { # primary standby...
+	local primary=$1 node
+	shift
+	for node in "$@"; do
+		node_psql "$primary" -c "SELECT pg_create_physical_replication_slot('$node', true)
+			WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = '$node')" >/dev/null
+	done
+}
+
+# The replication role may also run pg_rewind against a primary: it reads
+# the data directory through these functions (a role that can stream the
+# whole cluster gains nothing it could not read before).
+setup_primary() { # node
+	say "$1: extensions, roles, data, jobs"
+	ensure_extensions "$1" pgcrypto pg_opsdemo
+	ensure_password "$1" postgres "$postgres_password"
+	ensure_roles "$1"
+	node_psql "$1" >/dev/null <<-SQL
+		GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean) TO $repl_user;
+		GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO $repl_user;
+		GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) TO $repl_user;
+		GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO $repl_user;
+	SQL
+	ensure_password "$1" "$repl_user" "$repl_password"
+	top_up_rows "$1"
+	start_jobs "$1"
+}
+
+# Every standby streams from the primary through its slot.
+wait_standbys_streaming() { # primary limit
+	local node want=()
+	for node in $(running_nodes); do
+		[[ $node == "$1" ]] || want+=("'$node'")
+	done
+	((${#want[@]})) || return 0
+	wait_until "$2" node_true "$1" "SELECT count(*) = ${#want[@]} FROM pg_stat_replication
+		WHERE application_name IN ($(IFS=,; echo "${want[*]}")) AND state = 'streaming'" ||
+		die "not every standby streams from $1 after $2 s (make status LAB=streaming)"
+}
+
+topology_setup() {
+	local primary
+	primary=$(current_primary)
+	[[ $primary == pg0 && -n ${setup_done:-} ]] || setup_primary "$primary"
+	wait_standbys_streaming "$primary" 120
+}
+
+topology_banner() {
+	local node
+	echo
+	echo "pg_opsdemo streaming lab is up (PostgreSQL $pg, project $project; primary $(current_primary))."
+	for node in "${topology_nodes[@]}"; do
+		printf '  %s  psql "host=127.0.0.1 port=%s user=postgres dbname=postgres"   (make psql LAB=streaming NODE=%s)\n' \
+			"$node" "$(docker port "$(node_cid "$node")" 5432 | sed -n '1s/.*://p')" "$node"
+	done
+	echo "  make status LAB=streaming   roles, timelines, sync states, LSNs, lag, slots, jobs"
+}
+
+# ---- status -------------------------------------------------------------------------
+
+topology_status() {
+	local node primary
+	primary=$(current_primary)
+	echo "pg_opsdemo streaming lab $project   $(date -u '+%F %T') UTC"
+	echo
+	printf '%-5s %-9s %-9s %-14s %-14s %s\n' node role timeline "WAL LSN" "replay LSN" "system identifier"
+	for node in "${topology_nodes[@]}"; do
+		local cid
+		cid=$(node_cid "$node")
+		if [[ -z $cid || $(container_state "$cid") != running* ]]; then
+			printf '%-5s %s\n' "$node" "down (${cid:+$(container_state "$cid")}${cid:-not created})"
+			continue
+		fi
+		# A standby's timeline is the one it receives (its control file
+		# changes only at its next restartpoint); its WAL LSN is what it
+		# received, a primary's what it wrote.
+		node_psql "$node" -At -F ' ' -c "SELECT CASE WHEN pg_is_in_recovery() THEN 'standby' ELSE 'primary' END,
+			CASE WHEN pg_is_in_recovery()
+			     THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))
+			     ELSE (SELECT timeline_id FROM pg_control_checkpoint()) END,
+			CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_wal_receive_lsn()::text, '-') ELSE pg_current_wal_lsn()::text END,
+			CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_wal_replay_lsn()::text, '-') ELSE '-' END,
+			(SELECT system_identifier FROM pg_control_system())" |
+			while read -r role tli recv replay sysid; do
+				printf '%-5s %-9s %-9s %-14s %-14s %s\n' "$node" "$role" "$tli" "$recv" "$replay" "$sysid"
+			done
+	done
+	echo
+	echo "Standbys of $primary (synchronous_standby_names = '$(node_value "$primary" "SHOW synchronous_standby_names")')"
+	node_psql "$primary" -P footer=off -c "
+		SELECT application_name AS standby, state, sync_state, sync_priority,
+		       sent_lsn, write_lsn, flush_lsn, replay_lsn,
+		       pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) AS lag_bytes,
+		       round(extract(epoch FROM coalesce(replay_lag, interval '0'))::numeric, 3) AS lag_seconds
+		  FROM pg_stat_replication ORDER BY application_name"
+	echo "Slots on $primary"
+	node_psql "$primary" -P footer=off -c "
+		SELECT slot_name, slot_type, active, wal_status,
+		       pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)) AS retained_wal
+		  FROM pg_replication_slots ORDER BY slot_name"
+	echo "Jobs on $primary (scheduler: $scheduler)"
+	show_jobs "$primary"
+	echo
+	echo "t1 on $primary: $(node_facts "$primary" | tr '|' ' ' | awk '{ print $1 " rows, " $2 " pending, newest " $3 " " $4 }'); mv_sum $(mv_sum_summary "$primary")"
+}
+
+# ---- commands of this topology ---------------------------------------------------
+
+# The node argument of a command, checked.
+node_arg() { # command node
+	[[ -n ${2:-} ]] || die "usage: make $1 LAB=streaming NODE=<pg0|pg1|pg2|pg3>"
+	service_of "$2" >/dev/null
+}
+
+# wal-load N: opsdemo_generate(N) on the primary, and the WAL it made.
+topology_cmd_wal-load() {
+	[[ ${1:-} =~ ^[1-9][0-9]*$ ]] || die "usage: make wal-load LAB=streaming N=<rows>"
+	docker_usable || exit 1
+	load_settings
+	local primary before after
+	primary=$(current_primary)
+	before=$(node_value "$primary" "SELECT pg_current_wal_lsn()")
+	generate "$primary" "$1"
+	after=$(node_value "$primary" "SELECT pg_current_wal_lsn()")
+	say "$primary: WAL $before -> $after: $(node_value "$primary" "SELECT pg_size_pretty(pg_wal_lsn_diff('$after', '$before'))")"
+}
+
+# sync SPEC: synchronous_standby_names on the primary ('FIRST 1 (pg2, pg3)',
+# 'ANY 1 (pg2, pg3)', or off), then the standbys' sync states once the
+# walsenders have taken it.
+topology_cmd_sync() {
+	local spec=${1:-}
+	[[ -n $spec ]] || die "usage: make sync LAB=streaming SYNC='FIRST 1 (pg2, pg3)' | 'ANY 1 (pg2, pg3)' | off"
+	[[ $spec == off ]] && spec=
+	[[ $spec =~ ^[A-Za-z0-9_\ \(\),*]*$ ]] || die "SYNC='$1': expected e.g. 'FIRST 1 (pg2, pg3)', 'ANY 1 (pg2, pg3)' or off"
+	docker_usable || exit 1
+	load_settings
+	local primary node
+	primary=$(current_primary)
+	# On every running node: a standby keeps the policy for the day it is
+	# promoted (ALTER SYSTEM works in recovery; the setting only acts on a
+	# primary).
+	for node in $(running_nodes); do
+		node_psql "$node" -c "ALTER SYSTEM SET synchronous_standby_names = $(sql_literal "$spec")" -c "SELECT pg_reload_conf()" >/dev/null
+	done
+	wait_until 10 node_true "$primary" "SELECT current_setting('synchronous_standby_names') = $(sql_literal "$spec")" ||
+		die "$primary did not take synchronous_standby_names = '$spec'"
+	# The walsenders recompute sync_state when they next report.
+	sleep 1
+	say "$primary: synchronous_standby_names = '$spec'"
+	node_psql "$primary" -P footer=off -c "SELECT application_name AS standby, state, sync_state, sync_priority
+		FROM pg_stat_replication ORDER BY application_name"
+}
+
+topology_cmd_stop() {
+	node_arg stop "${1:-}"
+	docker_usable || exit 1
+	load_settings
+	dc stop "$1" >/dev/null
+	say "$1 stopped (fast shutdown)"
+}
+
+topology_cmd_kill() {
+	node_arg kill "${1:-}"
+	docker_usable || exit 1
+	load_settings
+	local cid
+	cid=$(running_cid "$1")
+	docker kill -s KILL "$cid" >/dev/null
+	wait_until 30 test "$(container_state "$cid")" = "exited 137" || die "$1 did not die: $(container_state "$cid")"
+	say "$1 killed (SIGKILL: exited 137)"
+}
+
+topology_cmd_start() {
+	node_arg start "${1:-}"
+	docker_usable || exit 1
+	load_settings
+	start_nodes "$1"
+	say "$1 started: $( [[ $(in_recovery "$1") == t ]] && echo standby || echo primary)"
+}
+
+# A standby of the given primary: its slot there, then primary_conninfo
+# and primary_slot_name (reloadable since PostgreSQL 13: the walreceiver
+# reconnects; no restart, no re-clone, the new timeline is followed).
+repoint() { # standby primary
+	local auth=
+	((pg >= 16)) && auth=' require_auth=scram-sha-256'
+	ensure_slots "$2" "$1"
+	node_psql "$1" >/dev/null <<-SQL
+		ALTER SYSTEM SET primary_conninfo = 'host=$2 port=5432 user=$repl_user application_name=$1 connect_timeout=10$auth';
+		ALTER SYSTEM SET primary_slot_name = '$1';
+		SELECT pg_reload_conf();
+	SQL
+}
+
+# promote NODE: a standby becomes the primary (pg_promote waits for it);
+# the other running standbys follow it.  The old primary must be down: two
+# primaries would both take writes.
+topology_cmd_promote() {
+	node_arg promote "${1:-}"
+	docker_usable || exit 1
+	load_settings
+	local node=$1 other
+	running_cid "$node" >/dev/null
+	[[ $(in_recovery "$node") == t ]] || die "$node is not a standby"
+	for other in $(running_nodes); do
+		[[ $other != "$node" && $(in_recovery "$other") == f ]] &&
+			die "$other is a running primary: stop or kill it first (make stop LAB=streaming NODE=$other)"
+	done
+	local t0=$SECONDS
+	node_true "$node" "SELECT pg_promote(wait => true, wait_seconds => 60)" || die "$node was not promoted within 60 s"
+	# pg_rewind reads the new timeline from the control file: a checkpoint
+	# writes it there.
+	node_psql "$node" -c CHECKPOINT >/dev/null
+	say "$node promoted in $((SECONDS - t0)) s: timeline $(node_value "$node" "SELECT timeline_id FROM pg_control_checkpoint()")"
+	for other in $(running_nodes); do
+		[[ $other == "$node" ]] && continue
+		repoint "$other" "$node"
+		say "$other follows $node"
+	done
+	wait_standbys_streaming "$node" 60
+	node_psql "$node" -c "SELECT opsdemo_worker_start()" >/dev/null 2>&1 || true
+}
+
+# rejoin NODE: the old primary becomes a standby of the current primary by
+# pg_rewind (not a re-clone), in a one-off container on its volume.
+topology_cmd_rejoin() {
+	node_arg rejoin "${1:-}"
+	docker_usable || exit 1
+	load_settings
+	local node=$1 primary cid before after out
+	# The node itself may be running as a primary still (started again
+	# after a failover): the primary it joins is the other one.
+	primary=$(current_primary "$node")
+	cid=$(node_cid "$node")
+	[[ -n $cid ]] || die "$node does not exist (make up LAB=streaming)"
+	before=$(docker run --rm -u postgres -v "${project}_$node-data:/var/lib/postgresql/data" \
+		--entrypoint pg_controldata "$OPSDEMO_IMAGE" /var/lib/postgresql/data | sed -n 's/^Database system identifier: *//p')
+	if [[ $(container_state "$cid") == running* ]]; then
+		dc stop "$node" >/dev/null
+		say "$node stopped (fast shutdown) for pg_rewind"
+	fi
+	ensure_slots "$primary" "$node"
+	say "$node: pg_rewind from $primary"
+	if ! out=$(docker run --rm --label "com.docker.compose.project=$project" --network "${project}_lab" \
+		-v "${project}_$node-data:/var/lib/postgresql/data" -v "$OPSDEMO_SECRETS/$node:/run/secrets:ro" \
+		-e OPSDEMO_TOPOLOGY=streaming -e OPSDEMO_NODE_NAME="$node" -e OPSDEMO_NODE_ROLE=physical-standby \
+		-e OPSDEMO_LAB_SUBNET -e OPSDEMO_LAB_GATEWAY "$OPSDEMO_IMAGE" rejoin "$primary" 2>&1); then
+		echo "$out" >&2
+		die "pg_rewind of $node from $primary failed (above): the lab does not re-clone by itself; make lab-clean LAB=streaming starts afresh"
+	fi
+	echo "$out" | grep -E 'servers diverged|no rewind required|Done!|rewound' | sed 's/^/  /'
+	start_nodes "$node"
+	wait_standbys_streaming "$primary" 60
+	after=$(node_value "$node" "SELECT system_identifier FROM pg_control_system()")
+	[[ $before == "$after" ]] || die "$node's system identifier changed ($before -> $after): that was not a rewind"
+	say "$node rejoined as a standby of $primary by pg_rewind: same system identifier $after, timeline $(node_value "$node" "SELECT timeline_id FROM pg_control_checkpoint()")"
+}
