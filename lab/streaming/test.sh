@@ -84,7 +84,9 @@ st_rejoin_by_rewind() {
 	# primary on the old timeline: what it writes now diverges.
 	lab_ok start pg0 || return 1
 	[[ $(q pg0 "SELECT pg_is_in_recovery()") == f ]] || { echo "    pg0 did not start as a primary"; return 1; }
-	marker=$(q pg0 "SELECT opsdemo_insert_tick()")
+	# Locally committed: pg0 still names synchronous standbys, and none
+	# follows it now (a commit there would wait for ever: the pitfall).
+	marker=$(q pg0 "SET synchronous_commit = local; SELECT opsdemo_insert_tick()")
 	q pg0 "CHECKPOINT" >/dev/null
 	sysid_before=$(q pg0 "SELECT system_identifier FROM pg_control_system()")
 	lab_ok rejoin pg0 || return 1
