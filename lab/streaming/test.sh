@@ -79,7 +79,7 @@ st_row_reaches() { # primary standby
 }
 
 st_rejoin_by_rewind() {
-	local marker sysid_before
+	local id marker sysid_before
 	# The old primary, started again without a rejoin, is a second
 	# primary on the old timeline: what it writes now diverges.
 	lab_ok start pg0 || return 1
@@ -88,8 +88,8 @@ st_rejoin_by_rewind() {
 	# follows it now (a commit there would wait for ever: the pitfall).
 	# The row is told by its GUID: ids repeat across the timelines (pg1's
 	# sequence went on from the same point).
-	marker=$(q pg0 "SET synchronous_commit = local;
-		SELECT operation_guid FROM t1 WHERE id = opsdemo_insert_tick()")
+	id=$(q pg0 "SET synchronous_commit = local; SELECT opsdemo_insert_tick()")
+	marker=$(q pg0 "SELECT operation_guid FROM t1 WHERE id = $id")
 	q pg0 "CHECKPOINT" >/dev/null
 	sysid_before=$(q pg0 "SELECT system_identifier FROM pg_control_system()")
 	lab_ok rejoin pg0 || return 1
