@@ -329,7 +329,8 @@ topology_cmd_promote() {
 		say "$other follows $node"
 	done
 	wait_standbys_streaming "$node" 60
-	node_psql "$node" -c "SELECT opsdemo_worker_start()" >/dev/null 2>&1 || true
+	# pg_opsdemo's worker, idle while $node was a standby, starts the jobs
+	# by itself now.
 }
 
 # rejoin NODE: the old primary becomes a standby of the current primary by
