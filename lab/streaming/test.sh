@@ -134,6 +134,7 @@ streaming_tests() { # full|core (the same set: it runs on 17 and 18 only)
 	check "PG$pg: streaming: start pg3 again" lab_ok start pg3
 	check "PG$pg: streaming: pg2 sync, pg3 potential after their return" st_sync_is pg0 'pg1:async:0,pg2:sync:1,pg3:potential:2'
 
+	check "PG$pg: streaming: sync-block-demo shows the SyncRep wait and the warning, and brings the candidates back" st_block_demo
 	check "PG$pg: streaming: SIGKILL of pg0" lab_ok kill pg0
 	check "PG$pg: streaming: promote pg1" lab_ok promote pg1
 	check "PG$pg: streaming: pg1 is the primary on timeline 2" test "$(q pg1 "SELECT pg_is_in_recovery()")|$(st_timeline pg1)" = "f|2"
@@ -145,6 +146,13 @@ streaming_tests() { # full|core (the same set: it runs on 17 and 18 only)
 	check "PG$pg: streaming: mv_sum exact on pg1" mv_sum_exact pg1
 	check "PG$pg: streaming: mv_sum exact on pg0 (a standby)" mv_sum_exact pg0
 	check "PG$pg: streaming: lab-clean removes every container, network, volume and secret file" st_clean
+}
+
+st_block_demo() {
+	lab_ok sync-block-demo || return 1
+	grep -q 'SyncRep' "$work/last-lab.log" && grep -q 'has already committed locally' "$work/last-lab.log" ||
+		{ sed 's/^/      /' "$work/last-lab.log"; return 1; }
+	st_sync_is pg0 'pg1:async:0,pg2:sync:1,pg3:potential:2'
 }
 
 st_status_shows_all() {

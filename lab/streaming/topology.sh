@@ -367,3 +367,53 @@ topology_cmd_rejoin() {
 	[[ $before == "$after" ]] || die "$node's system identifier changed ($before -> $after): that was not a rewind"
 	say "$node rejoined as a standby of $primary by pg_rewind: same system identifier $after, timeline $(node_value "$node" "SELECT timeline_id FROM pg_control_checkpoint()")"
 }
+
+# sync-block-demo: with every synchronous candidate down, a commit on the
+# primary waits (wait_event SyncRep) for ever; cancelling it shows what
+# PostgreSQL says of such a commit.  The candidates come back afterwards.
+topology_cmd_sync-block-demo() {
+	docker_usable || exit 1
+	load_settings
+	local primary spec node candidates=() cid out pid
+	primary=$(current_primary)
+	spec=$(node_value "$primary" "SHOW synchronous_standby_names")
+	[[ -n $spec ]] || die "no synchronous standbys are named: make sync LAB=streaming SYNC='FIRST 1 (pg2, pg3)' first"
+	local running
+	running=" $(running_nodes | tr '\n' ' ') "
+	while read -r node; do
+		[[ $node != "$primary" && $running == *" $node "* ]] && candidates+=("$node")
+	done < <(grep -oE 'pg[0-3]' <<<"$spec" | sort -u)
+	if ((${#candidates[@]})); then
+		dc stop "${candidates[@]}" >/dev/null
+		say "stopped the synchronous candidates ${candidates[*]} (synchronous_standby_names = '$spec')"
+	fi
+	cid=$(running_cid "$primary")
+	temp_file out /tmp/opsdemo-syncblock.XXXXXX
+	docker exec -u postgres "$cid" psql -X -d "$lab_db" \
+		-c "CREATE TABLE IF NOT EXISTS sync_block_demo (at timestamptz DEFAULT now())" \
+		-c "INSERT INTO sync_block_demo DEFAULT VALUES /* sync-block-demo */" >"$out" 2>&1 &
+	local writer=$!
+	if ! wait_until 20 node_true "$primary" "SELECT EXISTS (SELECT FROM pg_stat_activity
+		WHERE wait_event = 'SyncRep' AND query LIKE '%sync-block-demo%' AND pid <> pg_backend_pid())"; then
+		kill "$writer" 2>/dev/null || true
+		die "the INSERT on $primary did not wait for a synchronous standby"
+	fi
+	sleep 3
+	say "$primary: the INSERT has committed locally and waits for a synchronous standby:"
+	node_psql "$primary" -P footer=off -c "SELECT pid, wait_event_type, wait_event, round(extract(epoch FROM now() - query_start)::numeric, 1) AS waiting_s, query
+		FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND query LIKE '%sync-block-demo%' AND pid <> pg_backend_pid()"
+	pid=$(node_value "$primary" "SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND query LIKE '%sync-block-demo%' AND pid <> pg_backend_pid()")
+	node_value "$primary" "SELECT pg_cancel_backend($pid)" >/dev/null
+	wait "$writer" || true
+	say "$primary: cancelled; the client was told:"
+	sed 's/^/  /' "$out"
+	grep -q 'has already committed locally, but might not have been replicated' "$out" ||
+		die "the cancelled INSERT did not report the local commit"
+	say "$primary: the row is there locally: $(node_value "$primary" "SELECT count(*) FROM sync_block_demo") row(s) in sync_block_demo"
+	if ((${#candidates[@]})); then
+		start_nodes "${candidates[@]}"
+		say "started ${candidates[*]} again"
+	fi
+	node_psql "$primary" -P footer=off -c "SELECT application_name AS standby, state, sync_state, sync_priority
+		FROM pg_stat_replication ORDER BY application_name"
+}
