@@ -383,6 +383,8 @@ topology_cmd_sync-block-demo() {
 	while read -r node; do
 		[[ $node != "$primary" && $running == *" $node "* ]] && candidates+=("$node")
 	done < <(grep -oE 'pg[0-3]' <<<"$spec" | sort -u)
+	# Made while the candidates are up: its own commit would wait too.
+	node_psql "$primary" -c "CREATE TABLE IF NOT EXISTS sync_block_demo (at timestamptz DEFAULT now())" >/dev/null
 	if ((${#candidates[@]})); then
 		dc stop "${candidates[@]}" >/dev/null
 		say "stopped the synchronous candidates ${candidates[*]} (synchronous_standby_names = '$spec')"
@@ -390,7 +392,6 @@ topology_cmd_sync-block-demo() {
 	cid=$(running_cid "$primary")
 	temp_file out /tmp/opsdemo-syncblock.XXXXXX
 	docker exec -u postgres "$cid" psql -X -d "$lab_db" \
-		-c "CREATE TABLE IF NOT EXISTS sync_block_demo (at timestamptz DEFAULT now())" \
 		-c "INSERT INTO sync_block_demo DEFAULT VALUES /* sync-block-demo */" >"$out" 2>&1 &
 	local writer=$!
 	if ! wait_until 20 node_true "$primary" "SELECT EXISTS (SELECT FROM pg_stat_activity
