@@ -2,8 +2,9 @@
 # shellcheck disable=SC2154  # pg, run_id, work, repo, ...: set by test/container/run
 # shellcheck disable=SC2015  # "a && b || fail": any failure of a or b is the failure
 # Container tests of the "logical" topology, sourced by test/container/run,
-# which provides lib/, check/ok/not_ok/skip, lab (lab/lab for the test's own
-# project, bounded by a time limit), and calls
+# which provides lib/, check/ok/not_ok/skip, with_vars, lab (lab/lab for the
+# test's own project, bounded by a time limit), lab_ok, q, refused_with,
+# kill_node, start_node and node_cid, and calls
 #   logical_tests full|core
 # once per PostgreSQL major with pg, project, env_file and subnet set.
 # "core" (every major): settings refused, up from nothing, secrets, pg_hba,
