@@ -11,7 +11,7 @@
 # Topology "logical" also has: make generate N=1000000, make psql-primary,
 # make psql-replica.  Topology "streaming": make wal-load N=, make sync
 # SYNC='FIRST 1 (pg2, pg3)' | 'ANY 1 (pg2, pg3)' | off, make stop|kill|start|
-# promote|rejoin NODE=pgN, make sync-block-demo (all with LAB=streaming).
+# promote|rejoin|reclone NODE=pgN, make sync-block-demo (all with LAB=streaming).
 #
 # `clean` stays PGXS's (build outputs): the tests and the image build run it,
 # and a build-cleaning command must never destroy data.  Hence lab-clean.
@@ -21,7 +21,7 @@ LAB_DRIVER = $(CURDIR)/lab/lab
 LAB_RUN = $(if $(PG),OPSDEMO_PG=$(PG)) $(LAB_DRIVER) --topology $(LAB)
 
 .PHONY: lab up down restart status logs psql psql-primary psql-replica generate \
-        lab-clean lab-build lab-check wal-load sync sync-block-demo stop kill start promote rejoin
+        lab-clean lab-build lab-check wal-load sync sync-block-demo stop kill start promote rejoin reclone
 
 lab: up
 
@@ -52,5 +52,5 @@ sync:
 sync-block-demo:
 	@$(LAB_RUN) $@
 
-stop kill start promote rejoin:
+stop kill start promote rejoin reclone:
 	@$(if $(NODE),,echo "usage: make $@ LAB=$(LAB) NODE=<node>" >&2; exit 2;) $(LAB_RUN) $@ $(NODE)

@@ -333,32 +333,60 @@ topology_cmd_promote() {
 	# by itself now.
 }
 
+# The node's system identifier, read from its volume (running or not).
+volume_system_id() { # node
+	docker run --rm -u postgres -v "${project}_$1-data:/var/lib/postgresql/data" \
+		--entrypoint pg_controldata "$OPSDEMO_IMAGE" /var/lib/postgresql/data | sed -n 's/^Database system identifier: *//p'
+}
+
+# Stops the node (if it runs) and makes it a standby of the primary in a
+# one-off container on its volume: `entrypoint rejoin|reclone <primary>`.
+# The output goes to the named variable, also when it fails.
+make_standby_of() { # node primary rejoin|reclone output-variable
+	local node=$1 primary=$2 mode=$3 cid
+	local -n output=$4
+	cid=$(node_cid "$node")
+	[[ -n $cid ]] || die "$node does not exist (make up LAB=streaming)"
+	if [[ $(container_state "$cid") == running* ]]; then
+		dc stop "$node" >/dev/null
+		say "$node stopped (fast shutdown) for $mode"
+	fi
+	ensure_slots "$primary" "$node"
+	output=$(docker run --rm --label "com.docker.compose.project=$project" --network "${project}_lab" \
+		-v "${project}_$node-data:/var/lib/postgresql/data" -v "$OPSDEMO_SECRETS/$node:/run/secrets:ro" \
+		-e OPSDEMO_TOPOLOGY=streaming -e OPSDEMO_NODE_NAME="$node" -e OPSDEMO_NODE_ROLE=physical-standby \
+		-e OPSDEMO_LAB_SUBNET -e OPSDEMO_LAB_GATEWAY "$OPSDEMO_IMAGE" "$mode" "$primary" 2>&1)
+}
+
+# Why pg_rewind could not rewind, from its output, in the user's words.
+rewind_failure_reason() { # pg_rewind output
+	case $1 in
+	*wal_log_hints*) echo "the node ran without wal_log_hints and without data checksums: pg_rewind cannot tell which pages changed" ;;
+	*"could not open file"*pg_wal* | *"could not find previous WAL record"* | *"could not read WAL record"*)
+		echo "the node no longer has the WAL back to the last checkpoint before the divergence (it was recycled: wal_keep_size)" ;;
+	*"same timeline"*) echo "the node and the primary are on the same timeline: nothing to rewind, was the primary promoted?" ;;
+	*) echo "pg_rewind failed (its output is above)" ;;
+	esac
+}
+
 # rejoin NODE: the old primary becomes a standby of the current primary by
-# pg_rewind (not a re-clone), in a one-off container on its volume.
+# pg_rewind (not a re-clone).  When that cannot be done it says why and
+# leaves the node as it was: a re-clone deletes it, so it is the user's
+# call (make reclone).
 topology_cmd_rejoin() {
 	node_arg rejoin "${1:-}"
 	docker_usable || exit 1
 	load_settings
-	local node=$1 primary cid before after out
+	local node=$1 primary before after out
 	# The node itself may be running as a primary still (started again
 	# after a failover): the primary it joins is the other one.
 	primary=$(current_primary "$node")
-	cid=$(node_cid "$node")
-	[[ -n $cid ]] || die "$node does not exist (make up LAB=streaming)"
-	before=$(docker run --rm -u postgres -v "${project}_$node-data:/var/lib/postgresql/data" \
-		--entrypoint pg_controldata "$OPSDEMO_IMAGE" /var/lib/postgresql/data | sed -n 's/^Database system identifier: *//p')
-	if [[ $(container_state "$cid") == running* ]]; then
-		dc stop "$node" >/dev/null
-		say "$node stopped (fast shutdown) for pg_rewind"
-	fi
-	ensure_slots "$primary" "$node"
+	before=$(volume_system_id "$node")
 	say "$node: pg_rewind from $primary"
-	if ! out=$(docker run --rm --label "com.docker.compose.project=$project" --network "${project}_lab" \
-		-v "${project}_$node-data:/var/lib/postgresql/data" -v "$OPSDEMO_SECRETS/$node:/run/secrets:ro" \
-		-e OPSDEMO_TOPOLOGY=streaming -e OPSDEMO_NODE_NAME="$node" -e OPSDEMO_NODE_ROLE=physical-standby \
-		-e OPSDEMO_LAB_SUBNET -e OPSDEMO_LAB_GATEWAY "$OPSDEMO_IMAGE" rejoin "$primary" 2>&1); then
-		echo "$out" >&2
-		die "pg_rewind of $node from $primary failed (above): the lab does not re-clone by itself; make lab-clean LAB=streaming starts afresh"
+	if ! make_standby_of "$node" "$primary" rejoin out; then
+		printf '%s\n' "$out" | sed 's/^/  /' >&2
+		die "$node was NOT rejoined: $(rewind_failure_reason "$out").
+  Nothing was re-cloned.  make reclone LAB=streaming NODE=$node copies the whole cluster from $primary instead (deleting $node's data)."
 	fi
 	echo "$out" | grep -E 'servers diverged|no rewind required|Done!|rewound' | sed 's/^/  /'
 	start_nodes "$node"
@@ -366,6 +394,26 @@ topology_cmd_rejoin() {
 	after=$(node_value "$node" "SELECT system_identifier FROM pg_control_system()")
 	[[ $before == "$after" ]] || die "$node's system identifier changed ($before -> $after): that was not a rewind"
 	say "$node rejoined as a standby of $primary by pg_rewind: same system identifier $after, timeline $(node_value "$node" "SELECT timeline_id FROM pg_control_checkpoint()")"
+}
+
+# reclone NODE: the node's data deleted and copied again from the current
+# primary by pg_basebackup: the way back when a rewind is impossible, and
+# the baseline bench/rejoin measures rejoin against.
+topology_cmd_reclone() {
+	node_arg reclone "${1:-}"
+	docker_usable || exit 1
+	load_settings
+	local node=$1 primary out t0=$SECONDS
+	primary=$(current_primary "$node")
+	say "$node: RE-CLONE from $primary by pg_basebackup: everything on $node is deleted"
+	if ! make_standby_of "$node" "$primary" reclone out; then
+		printf '%s\n' "$out" | sed 's/^/  /' >&2
+		die "pg_basebackup of $node from $primary failed (above); $node's data directory may be empty now"
+	fi
+	echo "$out" | grep -E '^entrypoint:' | sed 's/^/  /'
+	start_nodes "$node"
+	wait_standbys_streaming "$primary" 60
+	say "$node re-cloned from $primary in $((SECONDS - t0)) s: a standby on timeline $(node_value "$node" "SELECT received_tli FROM pg_stat_wal_receiver")"
 }
 
 # sync-block-demo: with every synchronous candidate down, a commit on the
