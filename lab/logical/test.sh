@@ -21,25 +21,6 @@ logical_service() { echo "postgres-$1"; }
 
 # ---- helpers ------------------------------------------------------------------------
 
-
-# psql from a throwaway client container: --network host reaches the
-# published ports, another network its nodes.  The password goes in on
-# stdin as a private password file, never on a command line.
-client_psql() { # network pgpass-line conninfo sql
-	printf '%s\n' "$2" | docker run --rm -i --label "opsdemo.test=$run_id" --network "$1" \
-		--entrypoint bash "$image_name:$pg" -c 'umask 077; f=$(mktemp); cat >"$f"
-			PGPASSFILE=$f psql -X -At -d "$1" -c "$2"' _ "$3" "$4" 2>&1
-}
-
-# psql inside a node as an unprivileged OS user, with a password file of
-# its own (or none): what a client on the lab network can do.
-node_client() { # node pgpass-line conninfo sql
-	printf '%s\n' "$2" | docker exec -i -u nobody "$(node_cid "$1")" bash -c 'umask 077; f=$(mktemp); cat >"$f"
-		PGPASSFILE=$f psql -X -At -d "$1" -c "$2"; rc=$?; rm -f "$f"; exit $rc' _ "$3" "$4" 2>&1
-}
-
-published_port() { docker port "$(node_cid "$1")" 5432 | sed -n '1s/.*://p'; }
-
 # The replica equals the primary: jobs stopped, the slot has confirmed all
 # the primary wrote, then the same rows (count + order-independent hash),
 # jobs resumed.  Deterministic on a loaded host.
@@ -627,8 +608,6 @@ test_suites_against_primary() {
 		count_results "$p" "$f" "PG$pg: $suite suite against the containerized primary"
 	done
 }
-
-lab_secret() { (env_file_read "$env_file" POSTGRES_PASSWORD OPSDEMO_REPL_PASSWORD && printf '%s' "${env_values[$1]}"); }
 
 # ---- compose v2 / v1: the other one, where the machine has both -----------------------
 

@@ -78,28 +78,124 @@ st_row_reaches() { # primary standby
 	wait_until 30 node_true "$2" "SELECT EXISTS (SELECT FROM t1 WHERE id = $id)" || { echo "    row $id did not reach $2"; return 1; }
 }
 
-st_rejoin_by_rewind() {
-	local id marker sysid_before
+st_rejoin_by_rewind() { # old primary, current primary
+	local old=$1 new=$2 id marker sysid_before
 	# The old primary, started again without a rejoin, is a second
 	# primary on the old timeline: what it writes now diverges.
-	lab_ok start pg0 || return 1
-	[[ $(q pg0 "SELECT pg_is_in_recovery()") == f ]] || { echo "    pg0 did not start as a primary"; return 1; }
-	# Locally committed: pg0 still names synchronous standbys, and none
+	lab_ok start "$old" || return 1
+	[[ $(q "$old" "SELECT pg_is_in_recovery()") == f ]] || { echo "    $old did not start as a primary"; return 1; }
+	# Locally committed: it still names synchronous standbys, and none
 	# follows it now (a commit there would wait for ever: the pitfall).
-	# The row is told by its GUID: ids repeat across the timelines (pg1's
-	# sequence went on from the same point).
-	id=$(q pg0 "SET synchronous_commit = local; SELECT opsdemo_insert_tick()")
-	marker=$(q pg0 "SELECT operation_guid FROM t1 WHERE id = $id")
-	q pg0 "CHECKPOINT" >/dev/null
-	sysid_before=$(q pg0 "SELECT system_identifier FROM pg_control_system()")
-	lab_ok rejoin pg0 || return 1
+	# The row is told by its GUID: ids repeat across the timelines (the
+	# new primary's sequence went on from the same point).
+	id=$(q "$old" "SET synchronous_commit = local; SELECT opsdemo_insert_tick()")
+	marker=$(q "$old" "SELECT operation_guid FROM t1 WHERE id = $id")
+	q "$old" "CHECKPOINT" >/dev/null
+	sysid_before=$(q "$old" "SELECT system_identifier FROM pg_control_system()")
+	lab_ok rejoin "$old" || return 1
 	grep -q 'servers diverged at WAL location' "$work/last-lab.log" || { sed 's/^/      /' "$work/last-lab.log"; return 1; }
-	[[ $(q pg0 "SELECT pg_is_in_recovery()") == t ]] || { echo "    pg0 is not a standby"; return 1; }
-	[[ $(q pg0 "SELECT system_identifier FROM pg_control_system()") == "$sysid_before" ]] || { echo "    system identifier changed"; return 1; }
-	st_streams_from pg1 pg0 || return 1
-	[[ -n $marker && $(q pg0 "SELECT count(*) FROM t1 WHERE operation_guid = '$marker'") == 0 ]] ||
-		{ echo "    pg0's diverged row $marker is still there"; return 1; }
-	st_row_reaches pg1 pg0
+	[[ $(q "$old" "SELECT pg_is_in_recovery()") == t ]] || { echo "    $old is not a standby"; return 1; }
+	[[ $(q "$old" "SELECT system_identifier FROM pg_control_system()") == "$sysid_before" ]] || { echo "    system identifier changed"; return 1; }
+	st_streams_from "$new" "$old" || return 1
+	[[ -n $marker && $(q "$old" "SELECT count(*) FROM t1 WHERE operation_guid = '$marker'") == 0 ]] ||
+		{ echo "    $old's diverged row $marker is still there"; return 1; }
+	st_row_reaches "$new" "$old"
+}
+
+# ---- no acknowledged commit lost -----------------------------------------------------
+
+# A client of the lab (a container on the host network, through the
+# primary's published port) commits numbered rows into acked, one INSERT
+# at a time, and echoes each number once its INSERT returned: under
+# synchronous_commit = on, after a synchronous standby flushed it.
+# ON_ERROR_STOP ends it at the first failure, so the numbers it printed
+# are exactly the commits acknowledged to it.  Its output: $work/writer.out.
+st_writer_start() { # primary
+	local port pw
+	port=$(published_port "$1") pw=$(lab_secret POSTGRES_PASSWORD)
+	q "$1" "DROP TABLE IF EXISTS acked; CREATE TABLE acked (n int PRIMARY KEY)" >/dev/null || return 1
+	awk 'BEGIN { for (i = 1; i <= 500000; i++) printf "INSERT INTO acked VALUES (%d);\n\\echo ack %d\n", i, i }' >"$work/writer.sql"
+	printf '127.0.0.1:%s:postgres:postgres:%s\n' "$port" "$(pgpass_escape "$pw")" |
+		docker run --rm -i --label "opsdemo.test=$run_id" --network host -v "$work/writer.sql:/writer.sql:ro" \
+			--entrypoint bash "$image_name:$pg" -c 'umask 077; f=$(mktemp); IFS= read -r line; printf "%s\n" "$line" >"$f"
+				PGPASSFILE=$f exec psql -X -q -v ON_ERROR_STOP=1 -d "$1" -f /writer.sql' \
+			_ "host=127.0.0.1 port=$port user=postgres dbname=postgres connect_timeout=5 application_name=writer" \
+		>"$work/writer.out" 2>&1 &
+	st_writer_pid=$!
+	wait_until 60 node_true "$1" "SELECT count(*) >= 200 FROM acked" || { echo "    the writer does not commit:"; sed 's/^/      /' "$work/writer.out"; return 1; }
+	sleep 2
+}
+
+st_writer_gone() { ! kill -0 "$st_writer_pid" 2>/dev/null; }
+
+# The writer ended with an error (its server died), and what it printed
+# is 1..N in order: N acknowledged commits.
+st_writer_acked() {
+	local n
+	wait_until 60 st_writer_gone || { echo "    the writer is still running"; return 1; }
+	if wait "$st_writer_pid"; then
+		echo "    the writer ended without an error"
+		return 1
+	fi
+	n=$(awk '/^ack / { if ($2 != ++i) { print "out of order at " $2; exit } } END { print i + 0 }' "$work/writer.out")
+	[[ $n =~ ^[0-9]+$ ]] && ((n >= 200)) || { echo "    acknowledged: $n"; tail -n 3 "$work/writer.out" | sed 's/^/      /'; return 1; }
+	st_acked=$n
+}
+
+# On the node: every acknowledged row, none twice, beyond them at most the
+# one INSERT in flight (its commit may have reached the standby and the
+# primary died before the acknowledgement went out).
+st_has_all_acked() { # node
+	local rows distinct max missing
+	IFS='|' read -r rows distinct max < <(q "$1" "SELECT count(*), count(DISTINCT n), coalesce(max(n), 0) FROM acked")
+	missing=$(q "$1" "SELECT count(*) FROM generate_series(1, $st_acked) g(n) WHERE NOT EXISTS (SELECT FROM acked a WHERE a.n = g.n)")
+	echo "    $1: $rows rows, max $max, $missing of the $st_acked acknowledged missing"
+	[[ $missing == 0 && $rows == "$distinct" ]] && ((max == st_acked || (max == st_acked + 1 && rows == max)))
+}
+
+# How many acknowledged rows the asynchronous pg1 lacks once it replayed
+# all it received: what a failover to it would have lost.  A figure (it
+# depends on timing), printed, not asserted.
+st_async_loss() {
+	wait_until 30 node_true pg1 "SELECT pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn()" || return 1
+	echo "    async pg1 lacks $(q pg1 "SELECT $st_acked - count(*) FROM acked WHERE n <= $st_acked") of the $st_acked acknowledged rows (what a failover to it would have lost)"
+}
+
+# The candidate that received the most WAL: under ANY, the one that holds
+# every commit the quorum acknowledged (what an HA engine promotes).
+st_most_advanced() { # node...
+	local node best='' best_lsn=0/0
+	for node in "$@"; do
+		local lsn
+		lsn=$(q "$node" "SELECT pg_last_wal_receive_lsn()")
+		if [[ -z $best ]] || node_true "$node" "SELECT '$lsn'::pg_lsn > '$best_lsn'::pg_lsn"; then
+			best=$node best_lsn=$lsn
+		fi
+	done
+	echo "$best"
+}
+
+# One round: the primary under a writer with the given synchronous setting
+# is killed with SIGKILL; the sync standby (FIRST: given; ANY: the most
+# advanced candidate) is promoted and has every acknowledged commit; the
+# old primary rejoins by pg_rewind; mv_sum exact on both.
+st_writer_round() { # primary spec sync-standby-or-empty round
+	local old=$1 spec=$2 new=$3 round=$4 candidates
+	candidates=$(grep -oE 'pg[0-3]' <<<"$spec" | tr '\n' ' ')
+	check "PG$pg: streaming: round $round: sync '$spec' on primary $old" lab_ok sync "$spec"
+	check "PG$pg: streaming: round $round: a writer commits under synchronous_commit = on" st_writer_start "$old"
+	check "PG$pg: streaming: round $round: SIGKILL of $old mid-stream" lab_ok kill "$old"
+	check "PG$pg: streaming: round $round: the writer lost its connection; its acknowledgements are 1..N in order" st_writer_acked
+	check "PG$pg: streaming: round $round: async figure" st_async_loss
+	# shellcheck disable=SC2086  # candidates: a list of node names
+	[[ -n $new ]] || new=$(st_most_advanced $candidates)
+	check "PG$pg: streaming: round $round: promote $new (${3:-the most advanced of $candidates})" lab_ok promote "$new"
+	check "PG$pg: streaming: round $round: every acknowledged commit is on $new, none twice" st_has_all_acked "$new"
+	check "PG$pg: streaming: round $round: $old rejoins by pg_rewind" lab_ok rejoin "$old"
+	check "PG$pg: streaming: round $round: the other standbys follow $new" st_follow_new_timeline "$new"
+	check "PG$pg: streaming: round $round: $old = $new (same rows)" st_standby_equals "$new" "$old"
+	check "PG$pg: streaming: round $round: mv_sum exact on $new" mv_sum_exact "$new"
+	check "PG$pg: streaming: round $round: mv_sum exact on $old (a standby)" mv_sum_exact "$old"
 }
 
 # The same rows on the primary and on a standby once it replayed
@@ -135,16 +231,26 @@ streaming_tests() { # full|core (the same set: it runs on 17 and 18 only)
 	check "PG$pg: streaming: pg2 sync, pg3 potential after their return" st_sync_is pg0 'pg1:async:0,pg2:sync:1,pg3:potential:2'
 
 	check "PG$pg: streaming: sync-block-demo shows the SyncRep wait and the warning, and brings the candidates back" st_block_demo
-	check "PG$pg: streaming: SIGKILL of pg0" lab_ok kill pg0
-	check "PG$pg: streaming: promote pg1" lab_ok promote pg1
-	check "PG$pg: streaming: pg1 is the primary on timeline 2" test "$(q pg1 "SELECT pg_is_in_recovery()")|$(st_timeline pg1)" = "f|2"
-	check "PG$pg: streaming: pg2 and pg3 follow pg1 on timeline 2 (repointed, not re-cloned)" st_follow_new_timeline
-	check "PG$pg: streaming: the jobs run on pg1 without a restart" st_jobs_move_on pg1
-	check "PG$pg: streaming: a row written on pg1 reaches pg3" st_row_reaches pg1 pg3
-	check "PG$pg: streaming: the old primary, started again and written to, rejoins by pg_rewind: its diverged row gone, pg1's rows there" st_rejoin_by_rewind
-	check "PG$pg: streaming: pg0 = pg1 (same rows)" st_standby_equals pg1 pg0
-	check "PG$pg: streaming: mv_sum exact on pg1" mv_sum_exact pg1
-	check "PG$pg: streaming: mv_sum exact on pg0 (a standby)" mv_sum_exact pg0
+	# Three kill-promote-rejoin rounds.  The first two under a writer:
+	# FIRST 1 then ANY 1, no acknowledged commit lost.
+	st_writer_round pg0 'FIRST 1 (pg2, pg3)' pg2 1
+	st_writer_round pg2 'ANY 1 (pg0, pg3)' '' 2
+	# The third: the old primary is started again as a second primary and
+	# written to before it rejoins.
+	local old new=pg1 tl
+	old=$(st_primary) tl=$(st_timeline "$old")
+	check "PG$pg: streaming: round 3: SIGKILL of the primary $old" lab_ok kill "$old"
+	check "PG$pg: streaming: round 3: promote pg1" lab_ok promote pg1
+	check "PG$pg: streaming: round 3: pg1 is the primary on timeline $((tl + 1))" test "$(q pg1 "SELECT pg_is_in_recovery()")|$(st_timeline pg1)" = "f|$((tl + 1))"
+	check "PG$pg: streaming: round 3: the other standbys follow pg1 on timeline $((tl + 1)) (repointed, not re-cloned)" st_follow_new_timeline pg1 "$old"
+	check "PG$pg: streaming: round 3: the jobs run on pg1 without a restart" st_jobs_move_on pg1
+	check "PG$pg: streaming: round 3: a row written on pg1 reaches every standby" st_row_reaches_all pg1 "$old"
+	check "PG$pg: streaming: round 3: the old primary $old, started again and written to, rejoins by pg_rewind: its diverged row gone, pg1's rows there" st_rejoin_by_rewind "$old" "$new"
+	check "PG$pg: streaming: round 3: $old = pg1 (same rows)" st_standby_equals pg1 "$old"
+	check "PG$pg: streaming: round 3: mv_sum exact on pg1" mv_sum_exact pg1
+	check "PG$pg: streaming: round 3: mv_sum exact on $old (a standby)" mv_sum_exact "$old"
+	check "PG$pg: streaming: a bad rejoin (the primary itself) is refused and changes nothing" st_rejoin_refused pg1
+	check "PG$pg: streaming: reclone pg3: deleted, copied again by pg_basebackup, streams with pg1's rows" st_reclone pg1 pg3
 	check "PG$pg: streaming: lab-clean removes every container, network, volume and secret file" st_clean
 }
 
@@ -161,9 +267,49 @@ st_status_shows_all() {
 		{ sed 's/^/      /' "$work/st-status.txt"; return 1; }
 }
 
-st_follow_new_timeline() {
-	st_streams_from pg1 pg2 pg3 || return 1
-	[[ $(st_timeline pg2)$(st_timeline pg3) == 22 ]] || { echo "    timelines: pg2 $(st_timeline pg2), pg3 $(st_timeline pg3)"; return 1; }
+# Every running node but the primary (and the one left out) streams from
+# it on its timeline.
+st_follow_new_timeline() { # primary [node left out]
+	local node tl want=()
+	tl=$(st_timeline "$1")
+	for node in pg0 pg1 pg2 pg3; do
+		[[ $node == "$1" || $node == "${2:-}" ]] || want+=("$node")
+	done
+	st_streams_from "$1" "${want[@]}" || return 1
+	for node in "${want[@]}"; do
+		[[ $(st_timeline "$node") == "$tl" ]] || { echo "    $node is on timeline $(st_timeline "$node"), $1 on $tl"; return 1; }
+	done
+}
+
+st_row_reaches_all() { # primary [node left out]
+	local node
+	for node in pg0 pg1 pg2 pg3; do
+		[[ $node == "$1" || $node == "${2:-}" ]] || st_row_reaches "$1" "$node" || return 1
+	done
+}
+
+# The one node that is not in recovery.
+st_primary() {
+	local node
+	for node in pg0 pg1 pg2 pg3; do
+		[[ $(q "$node" "SELECT pg_is_in_recovery()" 2>/dev/null) == f ]] && echo "$node"
+	done
+	return 0
+}
+
+# rejoin of the primary itself: refused (there is no other primary to
+# rewind from), and the node is still the running primary.
+st_rejoin_refused() { # the primary
+	refused_with 'no running node is a primary' lab rejoin "$1" || return 1
+	[[ $(st_primary) == "$1" ]] || { echo "    primaries now: $(st_primary)"; return 1; }
+}
+
+# reclone of a standby: its data deleted and copied again by pg_basebackup;
+# it streams from the primary with the same rows.
+st_reclone() { # primary standby
+	lab_ok reclone "$2" || return 1
+	grep -q "$2 re-cloned from $1" "$work/last-lab.log" || { sed 's/^/      /' "$work/last-lab.log"; return 1; }
+	st_streams_from "$1" "$2" && st_standby_equals "$1" "$2"
 }
 
 st_clean() {
