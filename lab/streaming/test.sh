@@ -3,11 +3,14 @@
 # shellcheck disable=SC2015  # "a && b || fail": any failure of a or b is the failure
 # Container tests of the "streaming" topology, sourced by test/container/run
 # (which provides lib/, check/ok/not_ok/skip, q, lab, lab_ok, refused_with,
-# kill_node, start_node and node_cid).  On PostgreSQL 17 and 18: up from
-# nothing, the sync states of 007_sync_rep.pl, a commit waiting for absent
-# synchronous standbys and its cancel, kill + promote with the others
-# following the new timeline and the jobs moving, then the old primary
-# started again, writing, and rejoined by pg_rewind: its diverged rows gone.
+# kill_node, start_node, node_cid, client_psql, lab_secret and
+# published_port).  On PostgreSQL 17 and 18: up from nothing, the sync
+# states of 007_sync_rep.pl, a commit waiting for absent synchronous
+# standbys and its cancel, then three kill-promote-rejoin rounds: two under
+# a writer (FIRST 1, then ANY 1: every acknowledged commit on the promoted
+# standby, the async standby's loss printed), and one where the old primary
+# is started again, written to and rejoined by pg_rewind (its diverged row
+# gone); mv_sum exact after each.  Last, reclone and lab-clean.
 
 # shellcheck disable=SC2034  # read by test/container/run
 streaming_majors="17 18"
