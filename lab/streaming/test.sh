@@ -31,6 +31,11 @@ st_sync() { # spec expected
 	lab_ok sync "$1" && st_sync_is pg0 "$2"
 }
 
+st_sync_unknown_refused() {
+	refused_with "names 'nosuch', which is no node of this lab" lab sync 'FIRST 1 (nosuch)' || return 1
+	[[ $(q pg0 "SHOW synchronous_standby_names") == 'FIRST 1 (pg2, pg3)' ]] || { echo "    now: $(q pg0 "SHOW synchronous_standby_names")"; return 1; }
+}
+
 # With every synchronous candidate down, a commit waits (SyncRep); a cancel
 # ends the wait with PostgreSQL's warning, and the row is there locally.
 st_commit_waits_and_cancel() {
@@ -225,6 +230,7 @@ streaming_tests() { # full|core (the same set: it runs on 17 and 18 only)
 	check "PG$pg: streaming: ANY 1 (pg2, pg3): pg2 and pg3 quorum" st_sync 'ANY 1 (pg2, pg3)' 'pg1:async:0,pg2:quorum:1,pg3:quorum:1'
 	check "PG$pg: streaming: off: every standby async" st_sync off 'pg1:async:0,pg2:async:0,pg3:async:0'
 	check "PG$pg: streaming: FIRST 1 (pg2, pg3) again" st_sync 'FIRST 1 (pg2, pg3)' 'pg1:async:0,pg2:sync:1,pg3:potential:2'
+	check "PG$pg: streaming: sync naming no node of the lab (every commit would hang) is refused, the setting kept" st_sync_unknown_refused
 	check "PG$pg: streaming: stop the sync standby pg2" lab_ok stop pg2
 	check "PG$pg: streaming: the potential pg3 becomes sync" st_sync_is pg0 'pg1:async:0,pg3:sync:2'
 	check "PG$pg: streaming: stop pg3 too" lab_ok stop pg3

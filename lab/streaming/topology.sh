@@ -243,6 +243,14 @@ topology_cmd_sync() {
 	[[ -n $spec ]] || die "usage: make sync LAB=streaming SYNC='FIRST 1 (pg2, pg3)' | 'ANY 1 (pg2, pg3)' | off"
 	[[ $spec == off ]] && spec=
 	[[ $spec =~ ^[A-Za-z0-9_\ \(\),*]*$ ]] || die "SYNC='$1': expected e.g. 'FIRST 1 (pg2, pg3)', 'ANY 1 (pg2, pg3)' or off"
+	# A name no standby uses is the classic pitfall: synchronous_standby_names
+	# accepts it, and every commit then waits for a standby that never comes.
+	local name names
+	read -ra names < <(sed -E 's/^[[:space:]]*((FIRST|ANY)[[:space:]]+)?([0-9]+[[:space:]]*)?\(?//I; s/\)[[:space:]]*$//' <<<"$spec" | tr ',' ' ')
+	for name in "${names[@]}"; do
+		[[ $name == pg[0-3] || $name == '*' ]] ||
+			die "SYNC='$1' names '$name', which is no node of this lab (pg0..pg3): no standby would ever match it, and every commit on the primary would wait for it (wait_event SyncRep) for ever"
+	done
 	docker_usable || exit 1
 	load_settings
 	local primary node
@@ -258,6 +266,8 @@ topology_cmd_sync() {
 	# The walsenders recompute sync_state when they next report.
 	sleep 1
 	say "$primary: synchronous_standby_names = '$spec'"
+	[[ -z $spec ]] || node_true "$primary" "SELECT EXISTS (SELECT FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum'))" ||
+		say "WARNING: no running standby is synchronous now: every commit on $primary waits (wait_event SyncRep) until one named in '$spec' streams (make start LAB=streaming NODE=...) or make sync LAB=streaming SYNC=off"
 	node_psql "$primary" -P footer=off -c "SELECT application_name AS standby, state, sync_state, sync_priority
 		FROM pg_stat_replication ORDER BY application_name"
 }
