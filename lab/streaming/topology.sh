@@ -333,14 +333,51 @@ topology_cmd_promote() {
 	# writes it there.
 	node_psql "$node" -c CHECKPOINT >/dev/null
 	say "$node promoted in $((SECONDS - t0)) s: timeline $(node_value "$node" "SELECT timeline_id FROM pg_control_checkpoint()")"
+	# The others were fed by the old primary independently: after a crash
+	# one may have replayed WAL the promoted node never received (commits
+	# not yet acknowledged).  Such a standby cannot follow the new timeline,
+	# which forked off before its recovery point: it is rewound instead.
+	local switch tl ahead=()
+	tl=$(node_value "$node" "SELECT timeline_id FROM pg_control_checkpoint()")
+	switch=$(switchpoint "$node" "$tl")
 	for other in $(running_nodes); do
 		[[ $other == "$node" ]] && continue
-		repoint "$other" "$node"
-		say "$other follows $node"
+		if replayed_past "$other" "$switch"; then
+			ahead+=("$other")
+		else
+			repoint "$other" "$node"
+			say "$other follows $node"
+		fi
+	done
+	for other in "${ahead[@]}"; do
+		say "$other replayed WAL past $node's switchpoint $switch (the old primary's unacknowledged commits): it cannot follow timeline $tl as it is; rewinding it"
+		rejoin_node "$other" "$node"
 	done
 	wait_standbys_streaming "$node" 60
 	# pg_opsdemo's worker, idle while $node was a standby, starts the jobs
 	# by itself now.
+}
+
+# Where the given timeline of a node forked off its parent: the last line
+# of its history file.
+switchpoint() { # node timeline
+	node_value "$1" "SELECT split_part(line, E'\\t', 2) FROM
+		regexp_split_to_table(rtrim(pg_read_file(format('pg_wal/%s.history', lpad(upper(to_hex($2)), 8, '0'))), E'\\n'), E'\\n')
+		WITH ORDINALITY AS h(line, n) ORDER BY n DESC LIMIT 1"
+}
+
+# Once its replay stopped moving (its primary is gone), whether a standby
+# replayed past an LSN.
+replayed_past() { # standby lsn
+	local before after i
+	after=$(node_value "$1" "SELECT pg_last_wal_replay_lsn()")
+	for ((i = 0; i < 20; i++)); do
+		sleep 0.5
+		before=$after
+		after=$(node_value "$1" "SELECT pg_last_wal_replay_lsn()")
+		[[ $after == "$before" ]] && break
+	done
+	node_true "$1" "SELECT '$after'::pg_lsn > '$2'::pg_lsn"
 }
 
 # The node's system identifier, read from its volume (running or not).
@@ -387,10 +424,13 @@ topology_cmd_rejoin() {
 	node_arg rejoin "${1:-}"
 	docker_usable || exit 1
 	load_settings
-	local node=$1 primary before after out
 	# The node itself may be running as a primary still (started again
 	# after a failover): the primary it joins is the other one.
-	primary=$(current_primary "$node")
+	rejoin_node "$1" "$(current_primary "$1")"
+}
+
+rejoin_node() { # node primary
+	local node=$1 primary=$2 before after out
 	before=$(volume_system_id "$node")
 	say "$node: pg_rewind from $primary"
 	if ! make_standby_of "$node" "$primary" rejoin out; then
