@@ -244,12 +244,16 @@ streaming_tests() { # full|core (the same set: it runs on 17 and 18 only)
 	# FIRST 1 then ANY 1, no acknowledged commit lost.
 	st_writer_round pg0 'FIRST 1 (pg2, pg3)' pg2 1
 	st_writer_round pg2 'ANY 1 (pg0, pg3)' '' 2
-	# The third: the old primary is started again as a second primary and
-	# written to before it rejoins.
+	# The third: pg1 is stopped while the others go on, so that the standby
+	# promoted is behind the other ones (they must be rewound, since they
+	# cannot follow its timeline); and the old primary is started again as
+	# a second primary and written to before it rejoins.
 	local old new=pg1 tl
 	old=$(st_primary) tl=$(st_timeline "$old")
+	check "PG$pg: streaming: round 3: pg1 stopped; the primary $old writes on, its other standbys replay it" st_fall_behind "$old" pg1
 	check "PG$pg: streaming: round 3: SIGKILL of the primary $old" lab_ok kill "$old"
-	check "PG$pg: streaming: round 3: promote pg1" lab_ok promote pg1
+	check "PG$pg: streaming: round 3: pg1 started (a standby without its primary)" lab_ok start pg1
+	check "PG$pg: streaming: round 3: promote pg1: the standbys that replayed past its switchpoint are rewound, not left stranded" st_promote_behind pg1 "$old"
 	check "PG$pg: streaming: round 3: pg1 is the primary on timeline $((tl + 1))" test "$(q pg1 "SELECT pg_is_in_recovery()")|$(st_timeline pg1)" = "f|$((tl + 1))"
 	check "PG$pg: streaming: round 3: the other standbys follow pg1 on timeline $((tl + 1)) (repointed, not re-cloned)" st_follow_new_timeline pg1 "$old"
 	check "PG$pg: streaming: round 3: the jobs run on pg1 without a restart" st_jobs_move_on pg1
@@ -304,6 +308,29 @@ st_primary() {
 		[[ $(q "$node" "SELECT pg_is_in_recovery()" 2>/dev/null) == f ]] && echo "$node"
 	done
 	return 0
+}
+
+# The standby stops; the primary commits more and the other standbys
+# replay it: they are now ahead of the stopped one.
+st_fall_behind() { # primary standby
+	local node lsn
+	lab_ok stop "$2" || return 1
+	q "$1" "SET synchronous_commit = local; SELECT opsdemo_insert_tick() FROM generate_series(1, 5)" >/dev/null || return 1
+	lsn=$(q "$1" "SELECT pg_current_wal_lsn()")
+	for node in pg0 pg1 pg2 pg3; do
+		[[ $node == "$1" || $node == "$2" ]] && continue
+		wait_until 30 node_true "$node" "SELECT pg_last_wal_replay_lsn() >= '$lsn'" || { echo "    $node did not replay up to $lsn"; return 1; }
+	done
+}
+
+st_promote_behind() { # standby that fell behind, the dead primary
+	local node
+	lab_ok promote "$1" || return 1
+	for node in pg0 pg1 pg2 pg3; do
+		[[ $node == "$1" || $node == "$2" ]] && continue
+		grep -q "^lab: $node replayed WAL past $1's switchpoint" "$work/last-lab.log" && grep -q "^lab: $node rejoined as a standby of $1 by pg_rewind" "$work/last-lab.log" ||
+			{ echo "    $node was not rewound:"; sed 's/^/      /' "$work/last-lab.log"; return 1; }
+	done
 }
 
 # rejoin of the primary itself: refused (there is no other primary to

@@ -426,11 +426,14 @@ topology_cmd_rejoin() {
 	load_settings
 	# The node itself may be running as a primary still (started again
 	# after a failover): the primary it joins is the other one.
-	rejoin_node "$1" "$(current_primary "$1")"
+	local primary
+	primary=$(current_primary "$1")
+	rejoin_node "$1" "$primary"
 }
 
 rejoin_node() { # node primary
 	local node=$1 primary=$2 before after out
+	[[ -n $primary && $primary != "$node" ]] || die "rejoin_node: no primary for $node"
 	before=$(volume_system_id "$node")
 	say "$node: pg_rewind from $primary"
 	if ! make_standby_of "$node" "$primary" rejoin out; then
