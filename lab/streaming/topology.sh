@@ -136,10 +136,12 @@ setup_primary() { # node
 	start_jobs "$1"
 }
 
-# Every standby streams from the primary through its slot.
-wait_standbys_streaming() { # primary limit
-	local node want=()
-	for node in $(running_nodes); do
+# The given standbys (default: every running one) stream from the primary
+# through their slots.
+wait_standbys_streaming() { # primary limit [standby...]
+	local node want=() standbys=("${@:3}")
+	((${#standbys[@]})) || mapfile -t standbys < <(running_nodes)
+	for node in "${standbys[@]}"; do
 		[[ $node == "$1" ]] || want+=("'$node'")
 	done
 	((${#want[@]})) || return 0
@@ -178,7 +180,7 @@ topology_status() {
 		local cid
 		cid=$(node_cid "$node")
 		if [[ -z $cid || $(container_state "$cid") != running* ]]; then
-			printf '%-5s %s\n' "$node" "down (${cid:+$(container_state "$cid")}${cid:-not created})"
+			printf '%-5s %s\n' "$node" "down ($(if [[ -n $cid ]]; then container_state "$cid"; else echo not created; fi))"
 			continue
 		fi
 		# A standby's timeline is the one it receives (its control file
@@ -443,10 +445,10 @@ rejoin_node() { # node primary
 	fi
 	echo "$out" | grep -E 'servers diverged|no rewind required|Done!|rewound' | sed 's/^/  /'
 	start_nodes "$node"
-	wait_standbys_streaming "$primary" 60
+	wait_standbys_streaming "$primary" 60 "$node"
 	after=$(node_value "$node" "SELECT system_identifier FROM pg_control_system()")
 	[[ $before == "$after" ]] || die "$node's system identifier changed ($before -> $after): that was not a rewind"
-	say "$node rejoined as a standby of $primary by pg_rewind: same system identifier $after, timeline $(node_value "$node" "SELECT timeline_id FROM pg_control_checkpoint()")"
+	say "$node rejoined as a standby of $primary by pg_rewind: same system identifier $after, timeline $(node_value "$node" "SELECT received_tli FROM pg_stat_wal_receiver")"
 }
 
 # reclone NODE: the node's data deleted and copied again from the current
@@ -465,7 +467,7 @@ topology_cmd_reclone() {
 	fi
 	echo "$out" | grep -E '^entrypoint:' | sed 's/^/  /'
 	start_nodes "$node"
-	wait_standbys_streaming "$primary" 60
+	wait_standbys_streaming "$primary" 60 "$node"
 	say "$node re-cloned from $primary in $((SECONDS - t0)) s: a standby on timeline $(node_value "$node" "SELECT received_tli FROM pg_stat_wal_receiver")"
 }
 
