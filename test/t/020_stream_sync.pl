@@ -29,16 +29,15 @@ EOC
 
 sub query { my ($node, $sql) = @_; return $node->safe_psql('postgres', $sql); }
 
-# A standby of $primary with its own slot and $name as application_name
-# in primary_conninfo: what FIRST and ANY match on.  Its node name
-# ($prefix$name) tells the sets apart in the logs.
+# A standby of $primary from its backup $backup, with its own slot (made
+# before the backup, so that it holds the WAL from there on) and $name as
+# application_name in primary_conninfo: what FIRST and ANY match on.  Its
+# node name ($prefix$name) tells the sets apart in the logs.
 sub new_standby
 {
-	my ($primary, $name, $prefix) = @_;
-	query($primary, "SELECT pg_create_physical_replication_slot('$name', true)");
-	$primary->backup("bk_$prefix$name");
+	my ($primary, $backup, $name, $prefix) = @_;
 	my $node = PostgreSQL::Test::Cluster->new("$prefix$name");
-	$node->init_from_backup($primary, "bk_$prefix$name");
+	$node->init_from_backup($primary, $backup);
 	$node->append_conf(
 		'postgresql.conf', sprintf(
 			"primary_conninfo = 'host=%s port=%d application_name=%s'\n"
@@ -80,7 +79,12 @@ sub standby_set
 	query($primary, 'SELECT opsdemo_generate(10000, seed => 21)');
 	query($primary, 'CREATE TABLE sync_block (n int PRIMARY KEY)');
 	query($primary, 'CREATE TABLE acked (n int PRIMARY KEY)');
-	my @standbys = map { new_standby($primary, $_, $prefix) } qw(s1 s2 s3);
+	# One base backup for the three standbys: it is the slowest step.
+	query($primary, "SELECT pg_create_physical_replication_slot('$_', true)")
+	  for qw(s1 s2 s3);
+	$primary->backup("bk_${prefix}set");
+	my @standbys =
+	  map { new_standby($primary, "bk_${prefix}set", $_, $prefix) } qw(s1 s2 s3);
 	# By application_name: the node names carry the prefix.
 	$primary->wait_for_catchup($_) for qw(s1 s2 s3);
 	return ($primary, @standbys);
