@@ -83,7 +83,11 @@ sub diverged_pair
 	query($new, "INSERT INTO marker VALUES ('written on the new primary')");
 	query($old, "INSERT INTO marker VALUES ('old primary after the divergence')");
 	# An old primary that ran on for a while has written WAL segments
-	# (16 MB each) past the fork; its shutdown checkpoint goes into the next.
+	# (16 MB each) past the fork; so does this one: its shutdown checkpoint
+	# goes into the next segment.  Had it stayed inside the fork's segment,
+	# the new primary would accept its request (a walreceiver asks from the
+	# start of a segment) and send the old timeline up to the fork, and
+	# the standby would reconnect again and again without the ERROR below.
 	query($old, 'SELECT pg_switch_wal()');
 	$old->stop;
 	return ($old, $new);
