@@ -69,8 +69,13 @@ stop_jobs() { # node -> "worker" / "cron:<jobid>,..." / "none"
 	fi
 	if [[ $was == t ]]; then
 		node_value "$1" "SELECT opsdemo_worker_stop()" >/dev/null || return 1
-		wait_until 60 node_true "$1" "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler')" ||
-			{ echo "    the scheduler worker did not stop within 60 s" >&2; return 1; }
+		wait_until 60 node_true "$1" "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler')" || {
+			echo "    the scheduler worker did not stop within 60 s:" \
+				"$(node_value "$1" "SELECT string_agg(format('pid %s since %s, %s %s/%s', pid, backend_start, state,
+					wait_event_type, wait_event), '; ') FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler'")" \
+				"state: $(node_value "$1" "SELECT state FROM opsdemo_status() LIMIT 1")" >&2
+			return 1
+		}
 		echo worker
 	elif [[ -n $cron_ids ]]; then
 		node_value "$1" "SELECT cron.alter_job(j, active => false) FROM unnest('{$cron_ids}'::bigint[]) j" >/dev/null || return 1

@@ -212,6 +212,8 @@ typedef struct OpsdemoShared
 	bool		stop_requested;
 	bool		connecting;		/* inside BackgroundWorkerInitializeConnection */
 	bool		connect_failed; /* ... and the last attempt died there */
+	bool		restart_pending;	/* exited non-zero: the postmaster starts
+									 * it again after RESTART_SECONDS */
 	char		state[OPSDEMO_STATE_LEN];
 	OpsdemoJobState jobs[OPSDEMO_NJOBS];
 } OpsdemoShared;

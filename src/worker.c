@@ -605,6 +605,8 @@ worker_detach(int code, Datum arg)
 		if (s->connecting)
 			s->connect_failed = true;
 		s->connecting = false;
+		/* until the restart, opsdemo_worker_stop() leaves its request to it */
+		s->restart_pending = (code != 0);
 	}
 	SpinLockRelease(&s->mutex);
 }
@@ -759,18 +761,27 @@ opsdemo_worker_main(Datum main_arg)
 		 * honoured here, by this restart, and then forgotten.
 		 */
 		if (other == 0)
+		{
 			s->stop_requested = false;
+			s->restart_pending = false;
+		}
 		SpinLockRelease(&s->mutex);
 		if (other != 0)
 			ereport(LOG,
 					(errmsg("pg_opsdemo scheduler not started: another one is running (PID %d)",
 							(int) other)));
+		else
+		{
+			opsdemo_set_state("stopped");
+			ereport(LOG, (errmsg("pg_opsdemo scheduler stopped by opsdemo_worker_stop() at its restart")));
+		}
 
 		/* exit code 0: the postmaster does not start us again */
 		proc_exit(0);
 	}
 	s->worker_pid = MyProcPid;
 	s->worker_latch = MyLatch;
+	s->restart_pending = false;
 	connect_failed = s->connect_failed;
 	SpinLockRelease(&s->mutex);
 	before_shmem_exit(worker_detach, (Datum) 0);
@@ -939,7 +950,9 @@ opsdemo_worker_start(PG_FUNCTION_ARGS)
  * opsdemo_worker_stop() returns boolean
  *
  * Asks the scheduler to exit after its current tick and waits for it;
- * false if none was running.  The stop lasts until opsdemo_worker_start()
+ * false if none was running.  A worker between two starts (it exited to
+ * reconnect or was terminated; the postmaster starts it again after
+ * RESTART_SECONDS) counts as running: its restart exits at once.  The stop lasts until opsdemo_worker_start()
  * or a server restart; opsdemo.scheduler = off is the permanent switch.
  */
 Datum
@@ -948,32 +961,48 @@ opsdemo_worker_stop(PG_FUNCTION_ARGS)
 	OpsdemoShared *s = opsdemo_shared();
 	pid_t		pid;
 	Latch	   *latch;
+	bool		restarting;
+	TimestampTz waited_until;
 
 	/*
-	 * Only a running worker is asked: a request left behind would make the
-	 * next worker the postmaster starts (after a crash, or its restart
-	 * delay) exit at once.
+	 * Only a running worker, or one the postmaster is about to start again
+	 * (it exited to reconnect, or was terminated), is asked: that restart
+	 * honours the request and exits.  A request left with no worker coming
+	 * would make some later start exit at once.
 	 */
 	SpinLockAcquire(&s->mutex);
 	pid = s->worker_pid;
 	latch = s->worker_latch;
-	if (pid != 0)
+	restarting = pid == 0 && s->restart_pending;
+	if (pid != 0 || restarting)
 		s->stop_requested = true;
 	SpinLockRelease(&s->mutex);
 
-	if (pid == 0)
+	if (pid == 0 && !restarting)
 		PG_RETURN_BOOL(false);
 	if (latch != NULL)
 		SetLatch(latch);
 
+	waited_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+											   (RESTART_SECONDS + 10) * 1000);
 	for (;;)
 	{
 		bool		gone;
 
 		SpinLockAcquire(&s->mutex);
-		gone = s->worker_pid != pid;
+		if (restarting)
+			gone = !s->stop_requested;	/* the restart took the request */
+		else
+			gone = s->worker_pid != pid;
 		SpinLockRelease(&s->mutex);
 		if (gone)
+			break;
+
+		/*
+		 * A restart that does not come (the server is shutting down): the
+		 * request stays for the next start, as the caller asked.
+		 */
+		if (restarting && GetCurrentTimestamp() >= waited_until)
 			break;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 10, PG_WAIT_EXTENSION);

@@ -274,6 +274,31 @@ is( $primary->safe_psql(
 is($primary->safe_psql('ops', 'SELECT opsdemo_worker_start()'),
 	't', 'opsdemo_worker_start() starts it again');
 poll_status($primary, "state = 'running'", 'and it runs the jobs');
+
+# A worker in its restart delay (terminated here; a worker exiting to
+# connect once its role exists is the same) is stopped at its restart.
+$pid = status_of($primary, 'insert', 'worker_pid');
+$primary->safe_psql('ops', "SELECT pg_terminate_backend($pid)");
+ok( $primary->poll_query_until(
+		'ops',
+		"SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler'"
+	),
+	'the terminated worker is gone, its restart pending');
+is($primary->safe_psql('ops', 'SELECT opsdemo_worker_stop()'),
+	't', 'opsdemo_worker_stop() in the restart delay asks the restart');
+is( $primary->safe_psql(
+		'ops',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler'"
+		  . "; SELECT pg_sleep(6)"
+		  . "; SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler'"
+		  . "; SELECT DISTINCT state FROM opsdemo_status()"),
+	"0\n\n0\nstopped",
+	'no scheduler runs after the restart delay, its state is stopped');
+is($primary->safe_psql('ops', 'SELECT opsdemo_worker_stop()'),
+	'f', 'a second stop finds nothing to stop and leaves no request');
+is($primary->safe_psql('ops', 'SELECT opsdemo_worker_start()'),
+	't', 'opsdemo_worker_start() starts it again');
+poll_status($primary, "state = 'running'", 'and it runs the jobs');
 $primary->stop;
 
 # ---- pg_cron mode ----------------------------------------------------------
