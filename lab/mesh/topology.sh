@@ -125,16 +125,23 @@ subscriber_now() { # subscriber-of-the-line reporter
 # node3 is left down: started, it would apply on node1's and node2's slots
 # beside node4.
 topology_start() {
-	local nodes=(node1 node2)
-	if docker volume inspect "${project}_node4-data" >/dev/null 2>&1; then
-		start_nodes node4
-		if [[ $(in_recovery node4) == f ]]; then
-			say "node4 was promoted (make failover): it is the reporting node; node3 stays down (started, it would subscribe on the same slots as node4)"
-			start_nodes "${nodes[@]}"
-			return
-		fi
+	if node4_promoted_on_disk; then
+		say "node4 was promoted (make failover): it is the reporting node; node3 stays down (started, it would subscribe on the same slots as node4)"
+		start_nodes node1 node2 node4
+	else
+		# node4, if it has data, is started once node3 is set up.
+		start_nodes node1 node2 node3
 	fi
-	start_nodes "${nodes[@]}" node3
+}
+
+# Whether node4's data directory is a promoted one: data, and no
+# standby.signal.  Read from the volume (compose creates every volume of
+# the file at the first up, node4's too, empty), in a one-off container
+# when node4 does not run.
+node4_promoted_on_disk() {
+	docker volume inspect "${project}_node4-data" >/dev/null 2>&1 || return 1
+	docker run --rm -u postgres -v "${project}_node4-data:/var/lib/postgresql/data" --entrypoint bash \
+		"$OPSDEMO_IMAGE" -c 'test -s "$PGDATA/PG_VERSION" && ! test -e "$PGDATA/standby.signal"'
 }
 
 # Physical slot on a node for a standby, WAL reserved now.
@@ -366,26 +373,29 @@ set_sync() { # node names
 }
 
 topology_setup() {
-	local rep line node sub pubnode publication table
+	local rep line node sub pubnode publication table sub_lines
+	mapfile -t sub_lines < <(subscriptions)
 	rep=$(reporter)
 	# node3's DDL below must not wait for a node4 that is not there.
 	if [[ $rep == node3 ]] && ! node_running node4; then set_sync node3 ''; fi
 	setup_node1
 	setup_node2
 	setup_reporter "$rep"
-	while IFS='|' read -r node sub pubnode publication table; do
+	for line in "${sub_lines[@]}"; do
+		IFS='|' read -r node sub pubnode publication table <<<"$line"
 		ensure_subscription "$(subscriber_now "$node" "$rep")" "$sub" "$pubnode" "$publication" "$table"
-	done < <(subscriptions)
+	done
 	ensure_guard node1 test2 node2
 	ensure_guard node2 test node1
 	ensure_guard "$rep" test node1
 	ensure_guard "$rep" test2 node2
 	ensure_guard "$rep" t1 node1
-	while IFS='|' read -r node sub pubnode publication table; do
+	for line in "${sub_lines[@]}"; do
+		IFS='|' read -r node sub pubnode publication table <<<"$line"
 		node=$(subscriber_now "$node" "$rep")
 		wait_synced "$node" "$sub" 300
 		wait_apply_running "$node" "$sub" "$pubnode" 60
-	done < <(subscriptions)
+	done
 	[[ $rep == node4 ]] || setup_node4
 }
 
@@ -426,7 +436,7 @@ topology_status() {
 				SELECT s.subname AS subscription, s.subenabled AS enabled, st.pid IS NOT NULL AS worker,
 				       round(extract(epoch FROM now() - st.last_msg_receipt_time)::numeric, 1) AS last_msg_s_ago,
 				       s.subsynccommit AS sync_commit,
-				       (SELECT string_agg(r.srrelid::regclass || ':' || r.srsubstate, ',' ORDER BY 1)
+				       (SELECT string_agg(r.srrelid::regclass || ':' || r.srsubstate::text, ',' ORDER BY 1)
 				          FROM pg_subscription_rel r WHERE r.srsubid = s.oid) AS tables
 				  FROM pg_subscription s
 				  LEFT JOIN pg_stat_subscription st ON st.subid = s.oid AND st.relid IS NULL
@@ -506,12 +516,14 @@ topology_cmd_write() {
 # written, and a node4 standby replayed node3's WAL.  The jobs of node1
 # must be stopped (t1 changes otherwise).
 wait_caught_up() { # reporter
-	local node sub pubnode publication table
-	while IFS='|' read -r node sub pubnode publication table; do
+	local line node sub pubnode publication table sub_lines
+	mapfile -t sub_lines < <(subscriptions)
+	for line in "${sub_lines[@]}"; do
+		IFS='|' read -r node sub pubnode publication table <<<"$line"
 		node=$(subscriber_now "$node" "$1")
 		if ! node_running "$node" || ! node_running "$pubnode"; then continue; fi
 		wait_slot_caught_up "$pubnode" "$sub" 60 || return 1
-	done < <(subscriptions)
+	done
 	# The logical changes above reached node3 first: node4's replay comes last.
 	if [[ $1 == node3 ]] && node_running node3 && node_running node4; then
 		local lsn
@@ -604,10 +616,12 @@ topology_cmd_failover() {
 	load_settings
 	running_cid node4 >/dev/null
 	[[ $(in_recovery node4) == t ]] || die "node4 is not a standby (promoted already?)"
-	local line sub pubnode subs=() publishers=() node3_alive=0
-	while IFS='|' read -r line sub pubnode _; do
-		[[ $line == node3 ]] && subs+=("$sub") publishers+=("$pubnode")
-	done < <(subscriptions)
+	local line subscriber sub pubnode subs=() publishers=() node3_alive=0 sub_lines
+	mapfile -t sub_lines < <(subscriptions)
+	for line in "${sub_lines[@]}"; do
+		IFS='|' read -r subscriber sub pubnode _ <<<"$line"
+		if [[ $subscriber == node3 ]]; then subs+=("$sub") publishers+=("$pubnode"); fi
+	done
 	if node_running node3; then
 		node3_alive=1
 		if node_true node3 "SELECT EXISTS (SELECT FROM pg_subscription WHERE subenabled)
