@@ -316,12 +316,15 @@ ensure_subscription() { # subscriber name publisher publication table
 # DELETE and TRUNCATE fail with SQLSTATE 25006 naming the owner; the apply
 # worker's changes (session_replication_role = replica) pass.
 ensure_guard() { # node table owner
-	node_true "$1" "SELECT EXISTS (SELECT FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
-		WHERE t.tgrelid = '$2'::regclass AND p.proname = 'opsdemo_read_only_guard')" && return 0
+	local had
 	node_true "$1" "SELECT to_regprocedure('opsdemo_make_read_only(regclass, text)') IS NOT NULL" ||
-		die "$1: pg_opsdemo $(ext_version "$1" pg_opsdemo) has no opsdemo_make_read_only(regclass, text): the read-only guard needs a newer extension"
+		die "$1: pg_opsdemo $(ext_version "$1" pg_opsdemo) has no opsdemo_make_read_only(regclass, text): the read-only guard needs extension version 1.2"
+	had=$(node_value "$1" "SELECT EXISTS (SELECT FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+		WHERE t.tgrelid = '$2'::regclass AND p.proname = 'opsdemo_read_only_guard')")
+	# Every time: it also guards the partitions made since (t1 on node3)
+	# against TRUNCATE of their own.
 	node_psql "$1" -c "SELECT opsdemo_make_read_only('$2', '$3')" >/dev/null
-	say "$1: $2 is read-only (its writes belong to $3)"
+	[[ $had == t ]] || say "$1: $2 is read-only (its writes belong to $3)"
 }
 
 wait_synced() { # node sub limit
