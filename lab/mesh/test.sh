@@ -49,11 +49,12 @@ mesh_writes() {
 	return "$rc"
 }
 
-# The guard's SQLSTATE, not only its words.
+# The guard's SQLSTATE, not only its words (a WARNING: node_psql shows no
+# NOTICEs).
 mesh_guard_sqlstate() { # node table
 	local out
 	out=$(node_psql "$1" -At -c "DO \$\$ BEGIN INSERT INTO $2 (note) VALUES ('x');
-		EXCEPTION WHEN read_only_sql_transaction THEN RAISE NOTICE 'sqlstate %', SQLSTATE; END \$\$" 2>&1)
+		EXCEPTION WHEN read_only_sql_transaction THEN RAISE WARNING 'sqlstate %', SQLSTATE; END \$\$" 2>&1)
 	grep -q 'sqlstate 25006' <<<"$out" || { echo "    $1 $2: $out"; return 1; }
 }
 
