@@ -660,8 +660,9 @@ topology_cmd_failover() {
 	# The window: what the publishers' slots say node3 confirmed, against
 	# the position node4's replication origins resume from.
 	for i in "${!subs[@]}"; do
-		say "  ${subs[i]}: ${publishers[i]}'s slot confirmed $(node_value "${publishers[i]}" "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '${subs[i]}'"), node4 resumes after $(node_value node4 "SELECT coalesce((SELECT o.remote_lsn::text FROM pg_replication_origin_status o
-			JOIN pg_subscription s ON o.external_id = 'pg_' || s.oid WHERE s.subname = '${subs[i]}'), 'nothing applied yet')")"
+		say "  ${subs[i]}: ${publishers[i]}'s slot confirmed $(node_value "${publishers[i]}" "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '${subs[i]}'"), node4 resumes after $(node_value node4 "SELECT coalesce((SELECT CASE WHEN o.remote_lsn = '0/0' THEN NULL ELSE o.remote_lsn::text END
+			FROM pg_replication_origin_status o JOIN pg_subscription s ON o.external_id = 'pg_' || s.oid
+			WHERE s.subname = '${subs[i]}'), 'the slot''s position (nothing applied since the initial copy)')")"
 	done
 	for sub in "${subs[@]}"; do
 		node_true node4 "SELECT subenabled FROM pg_subscription WHERE subname = '$sub'" ||
