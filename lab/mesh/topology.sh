@@ -423,10 +423,14 @@ topology_status() {
 	echo "pg_opsdemo mesh lab $project   $(date -u '+%F %T') UTC"
 	echo
 	printf '%-6s %s\n' node state
+	local retired=
+	failed_over && retired=", retired: node4 took over its subscriptions"
 	for node in "${topology_nodes[@]}"; do
 		cid=$(node_cid "$node")
 		if [[ -z $cid || $(container_state "$cid") != running* ]]; then
-			printf '%-6s %s\n' "$node" "down ($(if [[ -n $cid ]]; then container_state "$cid"; else echo not created; fi))"
+			printf '%-6s %s\n' "$node" "down ($(if [[ -n $cid ]]; then container_state "$cid"; else echo not created; fi)$([[ $node == node3 ]] && echo "$retired"))"
+		elif [[ $node == node3 && -n $retired ]]; then
+			printf '%-6s %s\n' "$node" "running$retired (keep its subscriptions disabled)"
 		else
 			printf '%-6s %s\n' "$node" "$(node_value "$node" "SELECT CASE WHEN pg_is_in_recovery() THEN 'standby (hot, replaying)' ELSE 'primary' END || ', PostgreSQL ' || current_setting('server_version')")"
 		fi
@@ -634,6 +638,9 @@ topology_cmd_failover() {
   Stop node3 (make stop LAB=mesh NODE=node3), or disable them on node3 first (ALTER SUBSCRIPTION <name> DISABLE for each), then fail over again"
 		fi
 		say "node3 is alive with its subscriptions disabled: node4 takes them over; node3 must not enable them again"
+		# node4 will not stream from node3 again: node3's commits must not
+		# wait for it, nor its slot keep WAL for it.
+		set_sync node3 ''
 	fi
 	# node4 must have replayed all it received from node3.
 	wait_until 60 node_true node4 "SELECT pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn()" ||
@@ -671,7 +678,10 @@ topology_cmd_failover() {
 	for i in "${!subs[@]}"; do
 		wait_apply_running node4 "${subs[i]}" "${publishers[i]}" 60
 	done
-	# node3's physical slot for node4 is on node3; node4 has none.
+	if ((node3_alive)); then
+		node_psql node3 -c "SELECT pg_drop_replication_slot('node4') FROM pg_replication_slots WHERE slot_name = 'node4'" >/dev/null
+		say "node3: slot node4 dropped (node4 is a primary now)"
+	fi
 	say "node4 took over node3's subscriptions ${subs[*]}: they stream from node1 and node2"
 	run_check
 }
