@@ -49,13 +49,16 @@ mesh_writes() {
 	return "$rc"
 }
 
-# The guard's SQLSTATE, not only its words (a WARNING: node_psql shows no
-# NOTICEs).
+# The guard's SQLSTATE, not only its words, for INSERT and TRUNCATE (a
+# WARNING: node_psql shows no NOTICEs).
 mesh_guard_sqlstate() { # node table
 	local out
 	out=$(node_psql "$1" -At -c "DO \$\$ BEGIN INSERT INTO $2 (note) VALUES ('x');
 		EXCEPTION WHEN read_only_sql_transaction THEN RAISE WARNING 'sqlstate %', SQLSTATE; END \$\$" 2>&1)
 	grep -q 'sqlstate 25006' <<<"$out" || { echo "    $1 $2: $out"; return 1; }
+	out=$(node_psql "$1" -At -c "DO \$\$ BEGIN TRUNCATE $2;
+		EXCEPTION WHEN read_only_sql_transaction THEN RAISE WARNING 'sqlstate %', SQLSTATE; END \$\$" 2>&1)
+	grep -q 'sqlstate 25006' <<<"$out" || { echo "    TRUNCATE $1 $2: $out"; return 1; }
 }
 
 mesh_topology_as_drawn() {
@@ -115,7 +118,7 @@ mesh_tests() { # full|core (the same set: it runs on 17 only)
 	check "PG$pg: mesh: subscriptions, publications and node4 (node3's synchronous standby) as drawn" mesh_topology_as_drawn
 	check "PG$pg: mesh: status shows every subscription, slot and node4's replay" mesh_status_shows_all
 	check "PG$pg: mesh: a write through every node into every table; refused where the node only reads" mesh_writes
-	check "PG$pg: mesh: the guard's refusal is SQLSTATE 25006 (node2 test, node3 test2)" eval 'mesh_guard_sqlstate node2 test && mesh_guard_sqlstate node3 test2'
+	check "PG$pg: mesh: the guard's refusal of INSERT and TRUNCATE is SQLSTATE 25006 (node2 test, node3 test2)" eval 'mesh_guard_sqlstate node2 test && mesh_guard_sqlstate node3 test2'
 	check "PG$pg: mesh: check: every copy equals its writer, mv_sum exact on node1 and node3" mesh_check
 	check "PG$pg: mesh: a second up subscribes a dropped subscription again" mesh_repairs_dropped_subscription
 	check "PG$pg: mesh: check after the repair" mesh_check
