@@ -110,8 +110,8 @@ BEGIN
     -- The partitions cannot change until the end of the transaction.
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', tbl);
 
-    SELECT t.relid INTO part
-      FROM pg_partition_tree(tbl) t JOIN pg_class c ON c.oid = t.relid
+    SELECT tree.relid INTO part
+      FROM pg_partition_tree(tbl) tree JOIN pg_class c ON c.oid = tree.relid
      WHERE c.relkind = 'f' LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'cannot make % read-only', tbl
@@ -119,10 +119,15 @@ BEGIN
                   DETAIL = format('Its partition %s is a foreign table.', part);
     END IF;
 
-    -- Only the guard's own triggers are replaced.
+    -- Only the guard's own triggers are replaced.  pg_partition_tree()
+    -- lists a partitioned table and its partitions, and nothing for a table
+    -- that is neither: the table itself is added.
     FOR trg IN
         SELECT t.tgrelid::regclass AS rel, t.tgname, t.tgfoid, t.tgenabled
-          FROM pg_partition_tree(tbl) p
+          FROM (SELECT tbl AS relid, 0 AS level
+                UNION ALL
+                SELECT tree.relid, tree.level FROM pg_partition_tree(tbl) tree
+                 WHERE tree.relid <> tbl) p
           JOIN pg_trigger t ON t.tgrelid = p.relid
          WHERE t.tgname IN ('opsdemo_read_only', 'opsdemo_read_only_truncate')
            AND t.tgparentid = 0
@@ -145,7 +150,12 @@ BEGIN
                    CASE WHEN format('%s %I', tbl, 'opsdemo_read_only') = ANY (always)
                         THEN 'ALWAYS' ELSE '' END);
     FOR part IN
-        SELECT t.relid FROM pg_partition_tree(tbl) t ORDER BY t.level, t.relid::regclass::text
+        SELECT p.relid
+          FROM (SELECT tbl AS relid, 0 AS level
+                UNION ALL
+                SELECT tree.relid, tree.level FROM pg_partition_tree(tbl) tree
+                 WHERE tree.relid <> tbl) p
+         ORDER BY p.level, p.relid::regclass::text
     LOOP
         EXECUTE format('CREATE OR REPLACE TRIGGER opsdemo_read_only_truncate '
                        'BEFORE TRUNCATE ON %s FOR EACH STATEMENT '
@@ -210,7 +220,10 @@ BEGIN
     -- The row trigger's clones on the partitions go with it.
     FOR trg IN
         SELECT t.tgrelid::regclass AS rel, t.tgname
-          FROM pg_partition_tree(tbl) p
+          FROM (SELECT tbl AS relid, 0 AS level
+                UNION ALL
+                SELECT tree.relid, tree.level FROM pg_partition_tree(tbl) tree
+                 WHERE tree.relid <> tbl) p
           JOIN pg_trigger t ON t.tgrelid = p.relid
          WHERE t.tgname IN ('opsdemo_read_only', 'opsdemo_read_only_truncate')
            AND t.tgparentid = 0

@@ -172,10 +172,7 @@ opsdemo_read_only_guard(PG_FUNCTION_ARGS)
 	Relation	rel;
 	const char *owner_node;
 
-	/*
-	 * SQL cannot call a function returning trigger except as a trigger; C
-	 * code could.
-	 */
+	/* SELECT opsdemo_read_only_guard() gets here: nothing stops it. */
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
