@@ -77,11 +77,11 @@ my $pg17 = $node1->pg_version >= 17;
 # dbname in primary_conninfo), to show below what it finds to sync.
 sub subscriber_pair
 {
-	my ($tag, $node3_conf, $sub_options) = @_;
+	my ($tag, $sync_names, $sub_options) = @_;
 	my $node3 = PostgreSQL::Test::Cluster->new("node3$tag");
 	# wal_level = logical only for node4's slot synchronization on 17+.
 	$node3->init(allows_streaming => 'logical');
-	$node3->append_conf('postgresql.conf', $node_conf . $node3_conf);
+	$node3->append_conf('postgresql.conf', $node_conf);
 	$node3->start;
 	query($node3,
 		'CREATE TABLE test (id int PRIMARY KEY, note text NOT NULL); '
@@ -110,6 +110,19 @@ sub subscriber_pair
 	$node4->set_standby_mode;
 	$node4->start;
 	$node3->wait_for_catchup('node4');
+	# Only now: with a synchronous standby named that is not there, every
+	# commit on node3 (CREATE SUBSCRIPTION's too) would wait for it.  Set
+	# after the base backup, the setting is not in node4's copy of the
+	# configuration (one made before would be, and would make the promoted
+	# node4 wait for itself: the lab resets it at failover).
+	if ($sync_names)
+	{
+		query($node3,
+			"ALTER SYSTEM SET synchronous_standby_names = '$sync_names'; SELECT pg_reload_conf()");
+		$node3->poll_query_until('postgres',
+			"SELECT sync_state = 'sync' FROM pg_stat_replication WHERE application_name = 'node4'")
+		  or die 'node4 did not become synchronous';
+	}
 	return ($node3, $node4);
 }
 
@@ -138,7 +151,7 @@ my $workers = 'SELECT count(pid) FROM pg_stat_subscription WHERE relid IS NULL';
 
 # ---- 1. node4 gets the subscribed data only through node3's WAL --------------
 
-my ($node3a, $node4a) = subscriber_pair('a', '', 'enabled = true');
+my ($node3a, $node4a) = subscriber_pair('a', undef, 'enabled = true');
 equals_writers($node3a, 'node3 subscribed');
 equals_writers($node4a, 'node4 replayed node3\'s WAL');
 
@@ -297,7 +310,7 @@ sub failover_window
 	my ($tag, $sub_sync) = @_;
 	my ($node3, $node4) = subscriber_pair(
 		$tag,
-		"synchronous_standby_names = 'node4'\n",
+		'node4',
 		"synchronous_commit = '$sub_sync'");
 	is(query($node3, "SELECT string_agg(DISTINCT subsynccommit, ',') FROM pg_subscription"),
 		$sub_sync, "$sub_sync: the subscriptions' synchronous_commit is $sub_sync");
@@ -368,10 +381,6 @@ sub failover_window
 	}
 	my $offset1 = -s $node1->logfile;
 	$node4->promote;
-	# node4 has node3's postgresql.conf, synchronous_standby_names naming
-	# itself included: with synchronous_commit = on its own apply workers
-	# would wait for a standby that does not exist.  The failover resets it.
-	query($node4, 'ALTER SYSTEM RESET synchronous_standby_names; SELECT pg_reload_conf()');
 	my %origin = map {
 		my $sub = "${tag}_${_}_sub";
 		$_ => query($node4,
