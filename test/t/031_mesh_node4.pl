@@ -325,10 +325,21 @@ sub failover_window
 	subscriptions_caught_up($tag);
 	$node3->wait_for_catchup('node4', 'flush');
 
-	# node4 loses its connection to node3 (as in a network partition).
-	query($node4, "ALTER SYSTEM SET primary_conninfo = ''; SELECT pg_reload_conf()");
+	# node4 loses its connection to node3, as in a network partition:
+	# node3 refuses its replication connections and ends the current one
+	# (until it stays gone: the walreceiver may have retried before the
+	# reload).  Changing node4's primary_conninfo would not do: a standby
+	# whose replay is paused does not act on it.
+	my $hba = $node3->data_dir . '/pg_hba.conf';
+	my $hba_lines = slurp_file($hba);
+	open my $fh, '>', $hba or die "$hba: $!";
+	print $fh "local replication all reject\nhost replication all all reject\n$hba_lines";
+	close $fh;
+	query($node3, 'SELECT pg_reload_conf()');
 	ok( $node3->poll_query_until(
-			'postgres', 'SELECT count(*) = 0 FROM pg_stat_replication'),
+			'postgres',
+			'SELECT count(*) = 0 FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_replication) t'
+		),
 		"$sub_sync: node4 disconnected from node3");
 	write_rows($base + 6, $base + 10, 'never received by node4');
 	my %target = map { $_ => $writer{$_}->lsn('insert') } sort keys %writer;
