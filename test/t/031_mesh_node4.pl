@@ -147,6 +147,22 @@ sub subscriptions_caught_up
 	return;
 }
 
+# The whole node dies at once, as when its machine or container does:
+# SIGKILL to every process of the server, not only to the postmaster
+# (kill9).  After a postmaster-only SIGKILL the apply workers live on for
+# a moment: a worker waiting for its synchronous standby gives up the wait
+# when it sees the postmaster gone, and its commit can still be confirmed
+# to the publisher; nothing can make that case safe.
+sub kill_whole_node
+{
+	my ($node) = @_;
+	my @pids = split /\n/,
+	  query($node, 'SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()');
+	kill 'KILL', @pids, $node->{_pid};
+	$node->kill9;
+	return;
+}
+
 my $workers = 'SELECT count(pid) FROM pg_stat_subscription WHERE relid IS NULL';
 
 # ---- 1. node4 gets the subscribed data only through node3's WAL --------------
@@ -383,7 +399,7 @@ sub failover_window
 	  for sort keys %writer;
 
 	# node3 dies; node4 is promoted and starts the subscriptions itself.
-	$node3->kill9;
+	kill_whole_node($node3);
 	for my $table (sort keys %writer)
 	{
 		$writer{$table}->poll_query_until('postgres',
