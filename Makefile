@@ -18,8 +18,10 @@ OBJS        = src/module.o \
               src/run_record.o \
               src/worker.o \
               src/worker_state.o \
-              src/cron.o
-DATA        = pg_opsdemo--1.0.sql pg_opsdemo--1.1.sql pg_opsdemo--1.0--1.1.sql
+              src/cron.o \
+              src/read_only_guard.o
+DATA        = pg_opsdemo--1.0.sql pg_opsdemo--1.1.sql pg_opsdemo--1.0--1.1.sql \
+              pg_opsdemo--1.2.sql pg_opsdemo--1.1--1.2.sql
 PGFILEDESC  = "pg_opsdemo - partitioned operations table, bulk generator and jobs"
 
 # pg_regress (sql/, expected/) runs against an already running server;
