@@ -158,7 +158,7 @@ is( query($node3, $subs_query),
 	'node3: test, test2 and t1 subscribed, every apply worker running');
 is( query(
 		$node3,
-		"SELECT string_agg(srrelid::regclass || ':' || srsubstate::text, ',' ORDER BY srrelid::regclass::text COLLATE "C") "
+		"SELECT string_agg(srrelid::regclass || ':' || srsubstate::text, ',' ORDER BY srrelid::regclass::text COLLATE \"C\") "
 		  . 'FROM pg_subscription_rel'),
 	't1:r,test:r,test2:r',
 	'node3: every subscribed table is ready (t1 as one table, not its partitions)');
