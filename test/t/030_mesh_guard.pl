@@ -330,12 +330,14 @@ SKIP:
 	query($node2, "INSERT INTO shared SELECT g, 'node2' FROM generate_series(101, 105) g");
 	query($node1, "UPDATE shared SET written_on = 'node1, updated' WHERE id = 1");
 	query($node2, 'DELETE FROM shared WHERE id = 105');
-	$node2->wait_for_catchup('shared_from_node1');
-	$node1->wait_for_catchup('shared_from_node2');
-	# A loop would send each change around again: wait for one more round
-	# trip both ways, then look.
-	$node1->wait_for_catchup('shared_from_node1');
-	$node2->wait_for_catchup('shared_from_node2');
+	# shared_from_node1 is node2's subscription, its slot on node1.  Each
+	# side's applied changes are in its WAL: a loop would send them back,
+	# so after one round each way, wait for a second round and then look.
+	for (1 .. 2)
+	{
+		$node1->wait_for_catchup('shared_from_node1');
+		$node2->wait_for_catchup('shared_from_node2');
+	}
 	my $expected = "1|node1, updated\n2|node1\n3|node1\n4|node1\n5|node1\n"
 	  . "101|node2\n102|node2\n103|node2\n104|node2";
 	for my $node ($node1, $node2)
