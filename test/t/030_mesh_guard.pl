@@ -377,9 +377,15 @@ is(query($node2, 'SELECT note FROM test WHERE id = 100'), 'node2, local',
 query($node1, "INSERT INTO test VALUES (100, 'node1')");
 query($node1, "INSERT INTO test VALUES (101, 'node1, after the conflict')");
 
-my $conflict = qr/ERROR:  duplicate key value violates unique constraint "test_pkey"/;
+# PostgreSQL 18 detects the conflict before the unique index does and
+# names it (insert_exists), with both rows in the DETAIL; before 18 the
+# unique index raises the error.
+my $conflict =
+  $node2->pg_version >= 18
+  ? qr/ERROR:  conflict detected on relation "public\.test": conflict=insert_exists\n.*DETAIL:  Key already exists in unique index "test_pkey"/
+  : qr/ERROR:  duplicate key value violates unique constraint "test_pkey"/;
 $offset = $node2->wait_for_log($conflict, $offset);
-ok(1, 'node2: the apply worker fails: duplicate key value violates unique constraint "test_pkey"');
+ok(1, "node2: the apply worker fails: $conflict");
 $node2->wait_for_log($conflict, $offset);
 ok(1, 'node2: ... and fails again after the launcher restarts it');
 ok( $node2->poll_query_until(
@@ -387,6 +393,13 @@ ok( $node2->poll_query_until(
 		'SELECT apply_error_count >= 2 FROM pg_stat_subscription_stats '
 		  . "WHERE subname = 'test_sub'"),
 	'node2: pg_stat_subscription_stats counts the apply errors');
+if ($node2->pg_version >= 18)
+{
+	cmp_ok(
+		query($node2,
+			"SELECT confl_insert_exists FROM pg_stat_subscription_stats WHERE subname = 'test_sub'"),
+		'>=', 2, 'node2 (18+): ... and counts them as insert_exists conflicts');
+}
 is(query($node2, 'SELECT count(*) FROM test WHERE id = 101'), '0',
 	'node2: node1\'s later row waits behind the failing transaction');
 is(query($node2, "SELECT subenabled FROM pg_subscription WHERE subname = 'test_sub'"),
