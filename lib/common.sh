@@ -16,14 +16,16 @@ say() { echo "${msg_prefix:-${0##*/}}: $*"; }
 # passed.  On time-out the command runs once more with its output shown, so
 # the caller's message has the last state next to it; returns 1.
 wait_until() { # limit-seconds command...
-	local deadline=$((SECONDS + $1))
+	local start=$SECONDS deadline=$((SECONDS + $1))
 	shift
 	until "$@" >/dev/null 2>&1; do
 		if ((SECONDS >= deadline)); then
 			"$@" || true
 			return 1
 		fi
-		sleep 1
+		# Most waits end within a second or two (a standby connecting, a
+		# server starting): look often at first, then once a second.
+		if ((SECONDS - start < 3)); then sleep 0.2; else sleep 1; fi
 	done
 }
 

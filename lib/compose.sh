@@ -78,6 +78,9 @@ wait_healthy() { # project service limit-seconds
 		state=$(container_state "$cid")
 		case $state in
 		"running healthy") return 0 ;;
+		# Docker runs the first health check only one interval after the
+		# start: asking the node itself saves that wait.
+		"running starting") docker exec "$cid" healthcheck >/dev/null 2>&1 && return 0 ;;
 		exited* | dead*)
 			show_log "$cid" 30
 			echo "$2 stopped ($state) before it was healthy: its log is above" >&2
@@ -89,7 +92,7 @@ wait_healthy() { # project service limit-seconds
 			echo "$2 is not healthy after $3 s ($state): its log is above" >&2
 			return 1
 		fi
-		sleep 1
+		sleep 0.3
 	done
 }
 

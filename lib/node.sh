@@ -22,11 +22,15 @@ running_cid() { # node
 }
 
 node_psql() { # node [psql args...]
-	local cid
+	local cid limit=()
 	cid=$(running_cid "$1") || return 1
 	shift
+	# node_psql_limit (seconds): the caller's bound on the whole call.
+	# statement_timeout cannot be one: a commit waiting for a synchronous
+	# standby is past it.
+	[[ -z ${node_psql_limit:-} ]] || limit=(timeout -k 5 "$node_psql_limit")
 	# NOTICEs like "extension ... already exists, skipping" are noise here.
-	docker exec -i -u postgres -e PGOPTIONS='-c client_min_messages=warning' "$cid" \
+	"${limit[@]}" docker exec -i -u postgres -e PGOPTIONS='-c client_min_messages=warning' "$cid" \
 		psql -X -q -v ON_ERROR_STOP=1 -h /var/run/postgresql -U postgres -d "$lab_db" "$@"
 }
 

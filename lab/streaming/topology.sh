@@ -397,7 +397,7 @@ make_standby_of() { # node primary rejoin|reclone output-variable
 	cid=$(node_cid "$node")
 	[[ -n $cid ]] || die "$node does not exist (make up LAB=streaming)"
 	if [[ $(container_state "$cid") == running* ]]; then
-		dc stop "$node" >/dev/null
+		docker stop --time 60 "$cid" >/dev/null
 		say "$node stopped (fast shutdown) for $mode"
 	fi
 	ensure_slots "$primary" "$node"
@@ -405,6 +405,13 @@ make_standby_of() { # node primary rejoin|reclone output-variable
 		-v "${project}_$node-data:/var/lib/postgresql/data" -v "$OPSDEMO_SECRETS/$node:/run/secrets:ro" \
 		-e OPSDEMO_TOPOLOGY=streaming -e OPSDEMO_NODE_NAME="$node" -e OPSDEMO_NODE_ROLE=physical-standby \
 		-e OPSDEMO_LAB_SUBNET -e OPSDEMO_LAB_GATEWAY "$OPSDEMO_IMAGE" "$mode" "$primary" 2>&1)
+}
+
+# The node's existing container started again as it is and waited for:
+# quicker than compose, which looks at the whole project first.
+start_container() { # node
+	docker start "$(node_cid "$1")" >/dev/null || die "$1 could not be started (above)"
+	wait_healthy "$project" "$(service_of "$1")" "$healthy_wait" || die "$1 did not come up (above)"
 }
 
 # Why pg_rewind could not rewind, from its output, in the user's words.
@@ -444,7 +451,7 @@ rejoin_node() { # node primary
   Nothing was re-cloned.  make reclone LAB=streaming NODE=$node copies the whole cluster from $primary instead (deleting $node's data)."
 	fi
 	echo "$out" | grep -E 'servers diverged|no rewind required|Done!|rewound' | sed 's/^/  /'
-	start_nodes "$node"
+	start_container "$node"
 	wait_standbys_streaming "$primary" 60 "$node"
 	after=$(node_value "$node" "SELECT system_identifier FROM pg_control_system()")
 	[[ $before == "$after" ]] || die "$node's system identifier changed ($before -> $after): that was not a rewind"
@@ -466,7 +473,7 @@ topology_cmd_reclone() {
 		die "pg_basebackup of $node from $primary failed (above); $node's data directory may be empty now"
 	fi
 	echo "$out" | grep -E '^entrypoint:' | sed 's/^/  /'
-	start_nodes "$node"
+	start_container "$node"
 	wait_standbys_streaming "$primary" 60 "$node"
 	say "$node re-cloned from $primary in $((SECONDS - t0)) s: a standby on timeline $(node_value "$node" "SELECT received_tli FROM pg_stat_wal_receiver")"
 }
