@@ -12,6 +12,8 @@
 # make psql-replica.  Topology "streaming": make wal-load N=, make sync
 # SYNC='FIRST 1 (pg2, pg3)' | 'ANY 1 (pg2, pg3)' | off, make stop|kill|start|
 # promote|rejoin|reclone NODE=pgN, make sync-block-demo (all with LAB=streaming).
+# Topology "mesh": make write NODE=node1 TABLE=test, make check, make failover
+# NODE=node4, make stop|kill|start NODE=nodeN (all with LAB=mesh).
 #
 # `clean` stays PGXS's (build outputs): the tests and the image build run it,
 # and a build-cleaning command must never destroy data.  Hence lab-clean.
@@ -21,7 +23,8 @@ LAB_DRIVER = $(CURDIR)/lab/lab
 LAB_RUN = $(if $(PG),OPSDEMO_PG=$(PG)) $(LAB_DRIVER) --topology $(LAB)
 
 .PHONY: lab up down restart status logs psql psql-primary psql-replica generate \
-        lab-clean lab-build lab-check wal-load sync sync-block-demo stop kill start promote rejoin reclone
+        lab-clean lab-build lab-check wal-load sync sync-block-demo stop kill start promote rejoin reclone \
+        write failover
 
 lab: up
 
@@ -54,3 +57,22 @@ sync-block-demo:
 
 stop kill start promote rejoin reclone:
 	@$(if $(NODE),,echo "usage: make $@ LAB=$(LAB) NODE=<node>" >&2; exit 2;) $(LAB_RUN) $@ $(NODE)
+
+write:
+	@$(if $(and $(NODE),$(TABLE)),,echo "usage: make write LAB=$(LAB) NODE=<node> TABLE=<table>" >&2; exit 2;) $(LAB_RUN) write $(NODE) $(TABLE)
+
+failover:
+	@$(if $(NODE),,echo "usage: make failover LAB=$(LAB) NODE=<standby>" >&2; exit 2;) $(LAB_RUN) failover $(NODE)
+
+# `make check LAB=<topology>`: the lab's copies against their writers
+# (lab/lab verify; lab/lab check is lab-check's prerequisites).  PGXS has a
+# `check` of its own (it says to use installcheck): the lab's takes its
+# place only when LAB is given and check is asked for, so that make warns
+# about the overridden recipe only then.
+ifneq ($(origin LAB),file)
+ifneq ($(filter check,$(MAKECMDGOALS)),)
+.PHONY: check
+check:
+	@$(LAB_RUN) verify
+endif
+endif
