@@ -333,6 +333,27 @@ INSERT INTO owned VALUES (1);
 RESET ROLE;
 SELECT count(*) FROM guard_triggers;
 
+-- ---- a guarded t1: pg_opsdemo's own month creation moves rows past it ---
+-- On a subscriber, rows of a month it has no partition for land in
+-- t1_default (here put there as the apply worker would, in replica role).
+-- Creating that month moves them through t1: DELETE and INSERT of the same
+-- rows, which the guard lets pass; other local writes stay refused.
+SELECT opsdemo_make_read_only('t1', 'node1');
+SET session_replication_role = replica;
+INSERT INTO t1 (date, amount, operation_guid, message)
+SELECT d, 10, opsdemo_guid(d), jsonb_build_object('account_number', '40817810000000000001', 'client_id', 1, 'operation_type', 'online')
+  FROM (VALUES (timestamptz '2031-05-10 12:00+00'), ('2031-05-20 12:00+00')) v(d);
+RESET session_replication_role;
+SELECT tableoid::regclass, count(*), sum(amount), count(DISTINCT operation_guid) FROM t1 GROUP BY 1;
+SELECT opsdemo_partitions_ensure('2031-05-01 00:00+00', '2031-06-01 00:00+00');
+SELECT tableoid::regclass, count(*), sum(amount), count(DISTINCT operation_guid) FROM t1 GROUP BY 1;
+INSERT INTO t1 (date, amount, message)
+VALUES ('2031-05-11 12:00+00', 1, '{"account_number": "40817810000000000001", "client_id": 1, "operation_type": "online"}');
+\echo :SQLSTATE
+SELECT opsdemo_make_writable('t1');
+DELETE FROM t1;
+DROP TABLE t1_2031_05;
+
 DROP TABLE owned, plain, test;
 DROP FUNCTION plain_noop();
 DROP VIEW guard_triggers;

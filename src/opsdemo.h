@@ -125,6 +125,14 @@ extern void opsdemo_check_range(TimestampTz from, TimestampTz to,
 extern int	opsdemo_max_partitions;
 extern int	opsdemo_partition_lock_timeout;
 
+/*
+ * t1 while opsdemo_partitions_create_here() creates months, and may move
+ * rows of a new month out of t1's default partition; InvalidOid otherwise.
+ * The read-only guard lets that move pass: the same rows, in the right
+ * partition, on a node where t1 is a guarded copy.
+ */
+extern Oid	opsdemo_moving_rows_of;
+
 extern void opsdemo_partitions_init(void);
 extern int	opsdemo_partitions_create_here(Oid nspid, Oid t1_relid,
 										   TimestampTz from, TimestampTz to,

@@ -170,6 +170,8 @@ opsdemo_partition_exists_for(Oid nspid, TimestampTz at)
 	return month_partition_exists(nspid, utc_month_index(at));
 }
 
+Oid			opsdemo_moving_rows_of = InvalidOid;
+
 /* Number of partitions of t1 that are not its default partition. */
 static int
 count_month_partitions(Oid t1_relid)
@@ -273,7 +275,16 @@ opsdemo_partitions_create_here(Oid nspid, Oid t1_relid,
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	ret = SPI_execute_with_args(sql.data, 2, argtypes, args, NULL, false, 1);
+	opsdemo_moving_rows_of = t1_relid;
+	PG_TRY();
+	{
+		ret = SPI_execute_with_args(sql.data, 2, argtypes, args, NULL, false, 1);
+	}
+	PG_FINALLY();
+	{
+		opsdemo_moving_rows_of = InvalidOid;
+	}
+	PG_END_TRY();
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "partition maintenance query failed: %s",
 			 SPI_result_code_string(ret));

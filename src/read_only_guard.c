@@ -26,6 +26,10 @@
  *	  through 18), while it rejects every other session, including one
  *	  that set session_replication_role = replica.
  *
+ * One local change passes too: pg_opsdemo itself creating a month of a
+ * guarded t1 moves that month's rows out of the default partition (DELETE
+ * and INSERT of the same rows, see partitions.c).
+ *
  * The guard is a seat belt against mistakes, not a security boundary:
  * a session with session_replication_role = replica (settable by a
  * superuser, or by a role granted SET on it since 15) writes past an
@@ -181,6 +185,18 @@ opsdemo_read_only_guard(PG_FUNCTION_ARGS)
 	trigdata = (TriggerData *) fcinfo->context;
 
 	if (IsLogicalWorker())
+		return pass_change(trigdata);
+
+	/*
+	 * pg_opsdemo creating a month of a guarded t1 (a subscriber's copy
+	 * whose rows of that month arrived before the month existed there):
+	 * the rows move from the default partition into the new one, unchanged.
+	 */
+	if (OidIsValid(opsdemo_moving_rows_of) &&
+		TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) &&
+		!TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) &&
+		opsdemo_is_t1_or_partition(RelationGetRelid(trigdata->tg_relation),
+								   opsdemo_moving_rows_of))
 		return pass_change(trigdata);
 
 	owner_node = check_definition(trigdata);

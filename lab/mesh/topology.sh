@@ -39,27 +39,10 @@ topology_settings() {
 	done
 }
 
-# Every node may subscribe to node1 and node2 (node4 after a failover) and
-# clone or stream from node3: each holds the replication role's password
-# for the lab database and for physical replication of every other node.
-topology_secrets() {
-	local node other lines=()
-	for other in "${topology_nodes[@]}"; do
-		lines+=("$other:5432:replication:$repl_user:$(pgpass_escape "$repl_password")"
-			"$other:5432:$lab_db:$repl_user:$(pgpass_escape "$repl_password")")
-	done
-	for node in "${topology_nodes[@]}"; do
-		write_secret "$OPSDEMO_SECRETS/$node" postgres_password "$postgres_password"
-		write_secret "$OPSDEMO_SECRETS/$node" pgpass "$(printf '%s\n' "${lines[@]}")"
-	done
-}
+# Any node may stream from or subscribe to any other one (lab/lab).
+topology_secrets() { peer_secrets; }
 
-topology_refresh_secrets() {
-	local node
-	for node in $(running_nodes); do
-		docker exec -u 0 "$(node_cid "$node")" entrypoint refresh-secrets
-	done
-}
+topology_refresh_secrets() { refresh_running_secrets; }
 
 # ---- the picture ------------------------------------------------------------------
 

@@ -37,31 +37,10 @@ topology_settings() {
 	done
 }
 
-# Every node may stream from every other one (after a promotion, from a
-# former standby), and pg_rewind reads the new primary as the replication
-# role: each node holds the replication password for each other node, for
-# physical replication ("replication") and for pg_rewind (the lab
-# database).  The superuser's password: initdb on pg0.
-topology_secrets() {
-	local node other lines=()
-	for other in "${topology_nodes[@]}"; do
-		lines+=("$other:5432:replication:$repl_user:$(pgpass_escape "$repl_password")"
-			"$other:5432:$lab_db:$repl_user:$(pgpass_escape "$repl_password")")
-	done
-	for node in "${topology_nodes[@]}"; do
-		write_secret "$OPSDEMO_SECRETS/$node" postgres_password "$postgres_password"
-		write_secret "$OPSDEMO_SECRETS/$node" pgpass "$(printf '%s\n' "${lines[@]}")"
-	done
-}
+# Any node may stream from or subscribe to any other one (lab/lab).
+topology_secrets() { peer_secrets; }
 
-topology_refresh_secrets() {
-	local node cid
-	for node in "${topology_nodes[@]}"; do
-		cid=$(node_cid "$node")
-		[[ -n $cid && $(container_state "$cid") == running* ]] || continue
-		docker exec -u 0 "$cid" entrypoint refresh-secrets
-	done
-}
+topology_refresh_secrets() { refresh_running_secrets; }
 
 # ---- roles of the nodes -------------------------------------------------------------
 

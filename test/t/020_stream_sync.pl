@@ -15,6 +15,9 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use OpsdemoTAP;
 use Time::HiRes qw(usleep);
 
 # The lab's node settings (pg_opsdemo with its worker, whose ticks commit
@@ -27,8 +30,6 @@ wal_log_hints = on
 max_slot_wal_keep_size = '1GB'
 EOC
 
-sub query { my ($node, $sql) = @_; return $node->safe_psql('postgres', $sql); }
-
 # A standby of $primary from its backup $backup, with its own slot (made
 # before the backup, so that it holds the WAL from there on) and $name as
 # application_name in primary_conninfo: what FIRST and ANY match on.  Its
@@ -38,11 +39,7 @@ sub new_standby
 	my ($primary, $backup, $name, $prefix) = @_;
 	my $node = PostgreSQL::Test::Cluster->new("$prefix$name");
 	$node->init_from_backup($primary, $backup);
-	$node->append_conf(
-		'postgresql.conf', sprintf(
-			"primary_conninfo = 'host=%s port=%d application_name=%s'\n"
-			  . "primary_slot_name = '%s'",
-			$primary->host, $primary->port, $name, $name));
+	stream_from($node, $primary, $name);
 	$node->set_standby_mode;
 	$node->start;
 	return $node;

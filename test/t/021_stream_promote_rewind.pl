@@ -13,6 +13,9 @@ use File::Copy;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use OpsdemoTAP;
 
 # What every node of the lab runs with; a standby gets the primary's file
 # in its base backup.  pg_rewind needs two things from its target:
@@ -41,24 +44,6 @@ sub create_slot
 		"SELECT pg_create_physical_replication_slot('$name', true)");
 	return;
 }
-
-# A standby streams from $upstream through its slot there, named like the
-# node, and under its name as application_name: what FIRST/ANY and
-# pg_stat_replication see.  Settings later in the file win, so this also
-# repoints a standby.
-sub stream_from
-{
-	my ($node, $upstream) = @_;
-	my $name = $node->name;
-	$node->append_conf(
-		'postgresql.conf', sprintf(
-			"primary_conninfo = 'host=%s port=%d application_name=%s'\n"
-			  . "primary_slot_name = '%s'",
-			$upstream->host, $upstream->port, $name, $name));
-	return;
-}
-
-sub query { my ($node, $sql) = @_; return $node->safe_psql('postgres', $sql); }
 
 sub worker_state
 {

@@ -18,24 +18,10 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use OpsdemoTAP;
 use Time::HiRes qw(usleep);
-
-sub query { my ($node, $sql) = @_; return $node->safe_psql('postgres', $sql); }
-
-# A standby of $upstream through a slot there named like the node, under
-# its name as application_name (settings later in the file win, so this
-# also repoints a node).
-sub stream_from
-{
-	my ($node, $upstream) = @_;
-	my $name = $node->name;
-	$node->append_conf(
-		'postgresql.conf', sprintf(
-			"primary_conninfo = 'host=%s port=%d application_name=%s'\n"
-			  . "primary_slot_name = '%s'",
-			$upstream->host, $upstream->port, $name, $name));
-	return;
-}
 
 sub create_slot
 {

@@ -16,6 +16,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use OpsdemoTAP;
 
 # Apply workers that fail are restarted by the launcher after
 # wal_retrieve_retry_interval (5 s by default): short here, so the retries
@@ -25,17 +28,6 @@ max_logical_replication_workers = 8
 max_worker_processes = 16
 wal_retrieve_retry_interval = '500ms'
 EOC
-
-sub query { my ($node, $sql) = @_; return $node->safe_psql('postgres', $sql); }
-
-# Count and an order-independent checksum of every row: equal on two
-# nodes means the same rows (a difference in any column shows).
-sub fingerprint
-{
-	my ($node, $table) = @_;
-	return query($node,
-		"SELECT count(*) || ':' || coalesce(sum(hashtext(t::text)), 0) FROM $table t");
-}
 
 my %node;
 for my $name (qw(node1 node2 node3))
@@ -384,10 +376,10 @@ my $conflict =
   $node2->pg_version >= 18
   ? qr/ERROR:  conflict detected on relation "public\.test": conflict=insert_exists\n.*DETAIL:  Key already exists in unique index "test_pkey"/
   : qr/ERROR:  duplicate key value violates unique constraint "test_pkey"/;
-$offset = $node2->wait_for_log($conflict, $offset);
-ok(1, "node2: the apply worker fails: $conflict");
-$node2->wait_for_log($conflict, $offset);
-ok(1, 'node2: ... and fails again after the launcher restarts it');
+$offset = log_appears($node2, $conflict, $offset,
+	"node2: the apply worker fails: $conflict");
+log_appears($node2, $conflict, $offset,
+	'node2: ... and fails again after the launcher restarts it');
 ok( $node2->poll_query_until(
 		'postgres',
 		'SELECT apply_error_count >= 2 FROM pg_stat_subscription_stats '
@@ -428,9 +420,9 @@ query($node2, "ALTER SUBSCRIPTION test_sub SKIP (lsn = '$skip_lsn')");
 is(query($node2, "SELECT subskiplsn FROM pg_subscription WHERE subname = 'test_sub'"),
 	$skip_lsn, 'node2: SKIP records the LSN to skip');
 query($node2, 'ALTER SUBSCRIPTION test_sub ENABLE');
-$node2->wait_for_log(
-	qr/logical replication completed skipping transaction at LSN \Q$skip_lsn\E/, $offset);
-ok(1, 'node2: the apply worker skips exactly that transaction');
+log_appears($node2,
+	qr/logical replication completed skipping transaction at LSN \Q$skip_lsn\E/,
+	$offset, 'node2: the apply worker skips exactly that transaction');
 $node1->wait_for_catchup('test_sub');
 is(query($node2, 'SELECT note FROM test WHERE id IN (100, 101) ORDER BY id'),
 	"node2, local\nnode1, after the conflict",
