@@ -362,11 +362,6 @@ replayed_past() { # standby lsn
 }
 
 # The node's system identifier, read from its volume (running or not).
-volume_system_id() { # node
-	docker run --rm -u postgres -v "${project}_$1-data:/var/lib/postgresql/data" \
-		--entrypoint pg_controldata "$OPSDEMO_IMAGE" /var/lib/postgresql/data | sed -n 's/^Database system identifier: *//p'
-}
-
 # Stops the node (if it runs) and makes it a standby of the primary in a
 # one-off container on its volume: `entrypoint rejoin|reclone <primary>`.
 # The output goes to the named variable, also when it fails.
@@ -422,13 +417,16 @@ topology_cmd_rejoin() {
 rejoin_node() { # node primary
 	local node=$1 primary=$2 before after out
 	[[ -n $primary && $primary != "$node" ]] || die "rejoin_node: no primary for $node"
-	before=$(volume_system_id "$node")
 	say "$node: pg_rewind from $primary"
 	if ! make_standby_of "$node" "$primary" rejoin out; then
 		printf '%s\n' "$out" | sed 's/^/  /' >&2
 		die "$node was NOT rejoined: $(rewind_failure_reason "$out").
   Nothing was re-cloned.  make reclone LAB=streaming NODE=$node copies the whole cluster from $primary instead (deleting $node's data)."
 	fi
+	# The node's system identifier before the rewind (the entrypoint read
+	# it from the stopped data directory).
+	before=$(sed -n 's/^entrypoint: system identifier //p' <<<"$out")
+	[[ -n $before ]] || die "rejoin of $node: the entrypoint did not report the system identifier"
 	echo "$out" | grep -E 'servers diverged|no rewind required|Done!|rewound' | sed 's/^/  /'
 	start_container "$node"
 	wait_standbys_streaming "$primary" 60 "$node"
