@@ -347,21 +347,18 @@ switchpoint() { # node timeline
 		WITH ORDINALITY AS h(line, n) ORDER BY n DESC LIMIT 1"
 }
 
-# Once its replay stopped moving (its primary is gone), whether a standby
-# replayed past an LSN.
+# Whether a standby replayed, or will replay, WAL past an LSN.  Its
+# primary is gone, so nothing more arrives: once replay has reached what
+# the standby received, its position is final.  A standby still replaying
+# a backlog is waited for; one that received WAL past the LSN will replay
+# it from its own pg_wal before it looks for a new timeline, so what it
+# received counts too.
 replayed_past() { # standby lsn
-	local before after i
-	after=$(node_value "$1" "SELECT pg_last_wal_replay_lsn()")
-	for ((i = 0; i < 20; i++)); do
-		sleep 0.5
-		before=$after
-		after=$(node_value "$1" "SELECT pg_last_wal_replay_lsn()")
-		[[ $after == "$before" ]] && break
-	done
-	node_true "$1" "SELECT '$after'::pg_lsn > '$2'::pg_lsn"
+	wait_until 300 node_true "$1" "SELECT pg_last_wal_replay_lsn() >= coalesce(pg_last_wal_receive_lsn(), '0/0')" ||
+		say "$1 is still replaying after 300 s (paused?): deciding by the WAL it received"
+	node_true "$1" "SELECT greatest(pg_last_wal_replay_lsn(), coalesce(pg_last_wal_receive_lsn(), '0/0')) > '$2'::pg_lsn"
 }
 
-# The node's system identifier, read from its volume (running or not).
 # Stops the node (if it runs) and makes it a standby of the primary in a
 # one-off container on its volume: `entrypoint rejoin|reclone <primary>`.
 # The output goes to the named variable, also when it fails.

@@ -1,4 +1,4 @@
-# The upgrade path from 1.0 to the current version.
+# The upgrade paths from 1.0 and from 1.1 to the current version.
 #
 #  - The new library runs under 1.0's SQL objects (the state between
 #    `make install` and ALTER EXTENSION UPDATE): the ticks, the generator
@@ -137,25 +137,55 @@ sub catalog_dump
 	return join("\n", @lines) . "\n";
 }
 
-my $upgraded = catalog_dump('old');
-my $fresh = catalog_dump('fresh');
-like($fresh, qr/CREATE TABLE public\.t1 /,
-	'the binary-upgrade dump lists the extension\'s member objects');
-if ($upgraded eq $fresh)
+# $what's catalog equals a fresh install's, or the difference is shown.
+sub same_catalog
 {
-	pass('the upgraded catalog equals a fresh install\'s');
-}
-else
-{
+	my ($upgraded, $fresh, $what) = @_;
+	if ($upgraded eq $fresh)
+	{
+		pass("$what: the upgraded catalog equals a fresh install's");
+		return;
+	}
 	my $dir = PostgreSQL::Test::Utils::tempdir;
 	PostgreSQL::Test::Utils::append_to_file("$dir/upgraded.sql", $upgraded);
 	PostgreSQL::Test::Utils::append_to_file("$dir/fresh.sql", $fresh);
 	my ($diff, $differr) = ('', '');
 	IPC::Run::run([ 'diff', '-u', "$dir/fresh.sql", "$dir/upgraded.sql" ],
 		'>', \$diff, '2>', \$differr);
-	fail('the upgraded catalog equals a fresh install\'s');
+	fail("$what: the upgraded catalog equals a fresh install's");
 	diag($diff);
+	return;
 }
+
+my $fresh = catalog_dump('fresh');
+like($fresh, qr/CREATE TABLE public\.t1 /,
+	'the binary-upgrade dump lists the extension\'s member objects');
+same_catalog(catalog_dump('old'), $fresh, '1.0');
+
+# ---- from 1.1, the version before the read-only guard ----------------------
+
+$node->safe_psql('postgres', 'CREATE DATABASE v11');
+$node->safe_psql('v11', "CREATE EXTENSION pg_opsdemo VERSION '1.1'");
+$node->safe_psql(
+	'v11', q{
+	SELECT opsdemo_generate(100, '2026-01-01', '2026-04-01', seed => 7);
+	SELECT opsdemo_insert_tick();
+});
+is($node->safe_psql('v11',
+		"SELECT to_regprocedure('opsdemo_make_read_only(regclass, text)') IS NULL"),
+	't', '1.1 has no read-only guard');
+($rc, $out, $err) = $node->psql('v11', 'ALTER EXTENSION pg_opsdemo UPDATE');
+is($rc, 0, "1.1: ALTER EXTENSION pg_opsdemo UPDATE to $current succeeds")
+  or diag($err);
+same_catalog(catalog_dump('v11'), $fresh, '1.1');
+($rc, $out, $err) = $node->psql(
+	'v11', q{
+	CREATE TABLE copy (id int PRIMARY KEY);
+	SELECT opsdemo_make_read_only('copy', 'node1');
+	INSERT INTO copy VALUES (1);
+});
+like($err, qr/ERROR:  table public\.copy is read-only on this node/,
+	'1.1: after the update the guard refuses a local write');
 
 # Nothing above may have crashed a backend.
 my $log = slurp_file($node->logfile);
