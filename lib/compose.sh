@@ -69,12 +69,12 @@ show_log() { # container [lines]
 # node that exits (a FATAL at start) fails at once, not after the limit.
 wait_healthy() { # project service limit-seconds
 	local cid state deadline=$((SECONDS + $3))
+	cid=$(container_of "$1" "$2")
+	if [[ -z $cid ]]; then
+		echo "$2: no container (not created)" >&2
+		return 1
+	fi
 	while :; do
-		cid=$(container_of "$1" "$2")
-		if [[ -z $cid ]]; then
-			echo "$2: no container (not created)" >&2
-			return 1
-		fi
 		state=$(container_state "$cid")
 		case $state in
 		"running healthy") return 0 ;;

@@ -79,16 +79,6 @@ node_running() { # node
 	[[ -n $cid && $(container_state "$cid") == running* ]]
 }
 
-running_nodes() {
-	local node
-	for node in "${topology_nodes[@]}"; do
-		node_running "$node" && echo "$node"
-	done
-	return 0
-}
-
-in_recovery() { node_value "$1" "SELECT pg_is_in_recovery()"; } # node -> t/f
-
 # node4 was promoted (make failover): it is the reporting node and node3's
 # subscriptions are its own.  Known from node4 itself, so node4 must run.
 failed_over() { node_running node4 && [[ $(in_recovery node4) == f ]]; }

@@ -44,17 +44,6 @@ topology_refresh_secrets() { refresh_running_secrets; }
 
 # ---- roles of the nodes -------------------------------------------------------------
 
-in_recovery() { node_value "$1" "SELECT pg_is_in_recovery()"; } # node -> t/f
-
-running_nodes() {
-	local node cid
-	for node in "${topology_nodes[@]}"; do
-		cid=$(node_cid "$node")
-		[[ -n $cid && $(container_state "$cid") == running* ]] && echo "$node"
-	done
-	return 0
-}
-
 # The one running node that is not in recovery; dies when there is none,
 # or more than one (the old primary started again without a rejoin).
 current_primary() { # [node to leave out: the old primary a rejoin is for]
@@ -427,9 +416,11 @@ rejoin_node() { # node primary
 	echo "$out" | grep -E 'servers diverged|no rewind required|Done!|rewound' | sed 's/^/  /'
 	start_container "$node"
 	wait_standbys_streaming "$primary" 60 "$node"
-	after=$(node_value "$node" "SELECT system_identifier FROM pg_control_system()")
+	local tli
+	IFS='|' read -r after tli < <(node_value "$node" "SELECT (SELECT system_identifier FROM pg_control_system()) || '|' ||
+		coalesce((SELECT received_tli::text FROM pg_stat_wal_receiver), '?')")
 	[[ $before == "$after" ]] || die "$node's system identifier changed ($before -> $after): that was not a rewind"
-	say "$node rejoined as a standby of $primary by pg_rewind: same system identifier $after, timeline $(node_value "$node" "SELECT received_tli FROM pg_stat_wal_receiver")"
+	say "$node rejoined as a standby of $primary by pg_rewind: same system identifier $after, timeline $tli"
 }
 
 # reclone NODE: the node's data deleted and copied again from the current
