@@ -86,53 +86,13 @@ fi
 mkdir -p "$results_dir"
 : >"$report"
 
-# The report: stdout and the results file.
-out() {
-	printf '%s\n' "$@" | tee -a "$report"
-}
-
-# Progress: stderr only.
-note() {
-	printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2
-}
+# shellcheck source=bench/report.sh
+source "$bench_dir/report.sh"
 
 # psql on the benchmark database; SQL on stdin or in -c.
 psql_bench() {
 	psql -X -q -At -v ON_ERROR_STOP=1 -h "$work" -p "$port" -U postgres \
 		-d opsdemo_bench "$@"
-}
-
-# Arithmetic on decimals.
-calc() { # format expression [name=value...]
-	local fmt=$1 expr=$2 args=() a
-	shift 2
-	for a in "$@"; do args+=(-v "$a"); done
-	awk "${args[@]}" "BEGIN { printf \"$fmt\", ($expr) }"
-}
-
-median() { # values...
-	printf '%s\n' "$@" | sort -g |
-		awk '{ v[NR] = $1 }
-			 END { if (NR % 2) printf "%.3f", v[(NR + 1) / 2];
-				   else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
-# 1000000 -> 1M, 200000 -> 200k
-short_count() {
-	local n=$1
-	if ((n % 1000000 == 0)); then
-		echo "$((n / 1000000))M"
-	elif ((n % 1000 == 0)); then
-		echo "$((n / 1000))k"
-	else
-		echo "$n"
-	fi
-}
-
-verdict() { # value op target -> met / not met
-	local yes
-	yes=$(calc '%d' "v $2 t" v="$1" t="$3")
-	if ((yes)); then echo met; else echo "not met"; fi
 }
 
 start_server() {
