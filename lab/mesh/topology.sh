@@ -30,13 +30,7 @@ service_of() {
 topology_settings() {
 	project=$(setting OPSDEMO_MESH_PROJECT "opsdemo-mesh-pg$pg")
 	OPSDEMO_LAB_SUBNET=$(setting OPSDEMO_MESH_SUBNET "10.217.$pg.0/24")
-	# Ports base .. base+3 for node1..node4 on 127.0.0.1; empty: Docker picks.
-	local base i
-	base=$(setting OPSDEMO_MESH_PORT 55450)
-	port_check OPSDEMO_MESH_PORT "$base"
-	for i in 1 2 3 4; do
-		export "OPSDEMO_PORT_NODE$i=127.0.0.1:${base:+$((base + i - 1))}"
-	done
+	publish_node_ports OPSDEMO_MESH_PORT 55450 OPSDEMO_PORT_NODE 1 2 3 4
 }
 
 # Any node may stream from or subscribe to any other one (lab/lab).

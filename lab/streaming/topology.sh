@@ -28,13 +28,7 @@ service_of() {
 topology_settings() {
 	project=$(setting OPSDEMO_STREAMING_PROJECT "opsdemo-streaming-pg$pg")
 	OPSDEMO_LAB_SUBNET=$(setting OPSDEMO_STREAMING_SUBNET "10.215.$pg.0/24")
-	# Ports base, base+1, ... for pg0..pg3 on 127.0.0.1; empty: Docker picks.
-	local base i
-	base=$(setting OPSDEMO_STREAMING_PORT 55440)
-	port_check OPSDEMO_STREAMING_PORT "$base"
-	for i in 0 1 2 3; do
-		export "OPSDEMO_PORT_PG$i=127.0.0.1:${base:+$((base + i))}"
-	done
+	publish_node_ports OPSDEMO_STREAMING_PORT 55440 OPSDEMO_PORT_PG 0 1 2 3
 }
 
 # Any node may stream from or subscribe to any other one (lab/lab).
