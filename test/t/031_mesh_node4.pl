@@ -100,7 +100,7 @@ sub subscriber_pair
 		  . ($pg17 ? "sync_replication_slots = on\n" : ''));
 	$node4->set_standby_mode;
 	$node4->start;
-	$node3->wait_for_catchup('node4');
+	standby_caught_up($node3, 'node4');
 	# Only now: with a synchronous standby named that is not there, every
 	# commit on node3 (CREATE SUBSCRIPTION's too) would wait for it.  Set
 	# after the base backup, the setting is not in node4's copy of the
@@ -131,6 +131,18 @@ sub equals_writers
 
 # The subscriptions of a node have applied everything their writers have
 # committed so far.
+# node3's standby $standby has all of node3's WAL up to now ($mode as in
+# wait_for_catchup, default replay).  The target is node3's insert
+# position: an apply worker's commit under synchronous_commit = off may not
+# be written out yet, and the write position (wait_for_catchup's default)
+# would not include it.
+sub standby_caught_up
+{
+	my ($node3, $standby, $mode) = @_;
+	$node3->wait_for_catchup($standby, $mode // 'replay', $node3->lsn('insert'));
+	return;
+}
+
 sub subscriptions_caught_up
 {
 	my ($tag) = @_;
@@ -183,7 +195,7 @@ is(query($node3a, 'SELECT count(*) FROM test WHERE id = 11'),
 is(query($node4a, 'SELECT count(*) FROM test WHERE id = 11'),
 	'0', '... and is not on node4 while its replay lags');
 query($node4a, 'SELECT pg_wal_replay_resume()');
-$node3a->wait_for_catchup('node4');
+standby_caught_up($node3a, 'node4');
 is(query($node4a, 'SELECT count(*) FROM test WHERE id = 11'),
 	'1', '... it is once node4 has replayed node3\'s WAL');
 
@@ -230,7 +242,7 @@ SKIP:
 	# (pg_replication_origin_status), which node4 has through node3's WAL
 	# anyway; node3 has no logical slot for anyone.  Failover slots do
 	# nothing for the problems of this file.
-	$node3a->wait_for_catchup('node4');
+	standby_caught_up($node3a, 'node4');
 	is(query($node3a, "SELECT count(*) FROM pg_replication_slots WHERE slot_type = 'logical'"),
 		'0', 'node3 (the subscriber) has no logical slot');
 	ok( $node4a->poll_query_until(
@@ -288,7 +300,7 @@ for my $table (sort keys %writer)
 		"switchover: node3's subscription to $table disabled, its slot released");
 }
 write_rows(12, 20, 'during the switchover');
-$node3a->wait_for_catchup($node4a2);
+standby_caught_up($node3a, $node4a2);
 $node4a2->promote;
 is(query($node4a2, 'SELECT count(*) FROM pg_subscription WHERE subenabled'),
 	'0', 'switchover: the new node4 comes up with the subscriptions disabled');
@@ -328,7 +340,7 @@ sub failover_window
 	query($node4, 'SELECT pg_wal_replay_pause()');
 	write_rows($base + 1, $base + 5, 'received, replay paused');
 	subscriptions_caught_up($tag);
-	$node3->wait_for_catchup('node4', 'flush');
+	standby_caught_up($node3, 'node4', 'flush');
 
 	# node4 loses its connection to node3, as in a network partition:
 	# node3 refuses its replication connections and ends the current one
