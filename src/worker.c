@@ -952,8 +952,9 @@ opsdemo_worker_start(PG_FUNCTION_ARGS)
  * Asks the scheduler to exit after its current tick and waits for it;
  * false if none was running.  A worker between two starts (it exited to
  * reconnect or was terminated; the postmaster starts it again after
- * RESTART_SECONDS) counts as running: its restart exits at once.  The stop lasts until opsdemo_worker_start()
- * or a server restart; opsdemo.scheduler = off is the permanent switch.
+ * RESTART_SECONDS) counts as running: its restart exits at once.  The
+ * stop lasts until opsdemo_worker_start() or a server restart;
+ * opsdemo.scheduler = off is the permanent switch.
  */
 Datum
 opsdemo_worker_stop(PG_FUNCTION_ARGS)
