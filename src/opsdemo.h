@@ -217,7 +217,9 @@ typedef struct OpsdemoShared
 	slock_t		mutex;
 	pid_t		worker_pid;
 	Latch	   *worker_latch;
-	bool		stop_requested;
+	bool		stopped;		/* opsdemo_worker_stop() since the last
+								 * opsdemo_worker_start(): every worker that
+								 * starts, or is between ticks, exits */
 	bool		connecting;		/* inside BackgroundWorkerInitializeConnection */
 	bool		connect_failed; /* ... and the last attempt died there */
 	bool		restart_pending;	/* exited non-zero: the postmaster starts

@@ -605,7 +605,7 @@ worker_detach(int code, Datum arg)
 		if (s->connecting)
 			s->connect_failed = true;
 		s->connecting = false;
-		/* until the restart, opsdemo_worker_stop() leaves its request to it */
+		/* the postmaster starts us again: opsdemo_worker_stop() waits for it */
 		s->restart_pending = (code != 0);
 	}
 	SpinLockRelease(&s->mutex);
@@ -618,7 +618,7 @@ stop_requested(void)
 	bool		stop;
 
 	SpinLockAcquire(&s->mutex);
-	stop = s->stop_requested;
+	stop = s->stopped;
 	SpinLockRelease(&s->mutex);
 	return stop;
 }
@@ -704,11 +704,6 @@ wait_for_database(void)
 		}
 		if (stop_requested())
 		{
-			OpsdemoShared *s = opsdemo_shared();
-
-			SpinLockAcquire(&s->mutex);
-			s->stop_requested = false;
-			SpinLockRelease(&s->mutex);
 			opsdemo_set_state("stopped");
 			proc_exit(0);
 		}
@@ -752,19 +747,16 @@ opsdemo_worker_main(Datum main_arg)
 
 	s = opsdemo_shared();
 	SpinLockAcquire(&s->mutex);
-	if (s->stop_requested || (s->worker_pid != 0 && s->worker_pid != MyProcPid))
+	if (s->stopped || (s->worker_pid != 0 && s->worker_pid != MyProcPid))
 	{
 		pid_t		other = s->worker_pid;
 
 		/*
-		 * A stop asked of a worker that died before it saw the request:
-		 * honoured here, by this restart, and then forgotten.
+		 * Stopped: this is a restart by the postmaster (the preloaded worker,
+		 * or a dynamic one that exited non-zero), which the stop outlasts.
 		 */
 		if (other == 0)
-		{
-			s->stop_requested = false;
 			s->restart_pending = false;
-		}
 		SpinLockRelease(&s->mutex);
 		if (other != 0)
 			ereport(LOG,
@@ -818,10 +810,6 @@ opsdemo_worker_main(Datum main_arg)
 			reload_config();
 		if (stop_requested())
 		{
-			/* Honoured: it must not also stop a worker started later. */
-			SpinLockAcquire(&s->mutex);
-			s->stop_requested = false;
-			SpinLockRelease(&s->mutex);
 			opsdemo_set_state("stopped");
 			ereport(LOG, (errmsg("pg_opsdemo scheduler stopped by opsdemo_worker_stop()")));
 			proc_exit(0);
@@ -889,11 +877,27 @@ opsdemo_worker_start(PG_FUNCTION_ARGS)
 	pid_t		pid;
 	bool		running;
 
-	SpinLockAcquire(&s->mutex);
-	running = s->worker_pid != 0;
-	if (!running)
-		s->stop_requested = false;
-	SpinLockRelease(&s->mutex);
+	/*
+	 * A worker that is still finishing its tick after a stop is not running
+	 * any more: wait for it to exit, then start a new one.
+	 */
+	for (;;)
+	{
+		bool		leaving;
+
+		SpinLockAcquire(&s->mutex);
+		running = s->worker_pid != 0;
+		leaving = running && s->stopped;
+		if (!running)
+			s->stopped = false;
+		SpinLockRelease(&s->mutex);
+		if (!leaving)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
 	if (running)
 		PG_RETURN_BOOL(false);
 
@@ -952,8 +956,10 @@ opsdemo_worker_start(PG_FUNCTION_ARGS)
  * Asks the scheduler to exit after its current tick and waits for it;
  * false if none was running.  A worker between two starts (it exited to
  * reconnect or was terminated; the postmaster starts it again after
- * RESTART_SECONDS) counts as running: its restart exits at once.  The
- * stop lasts until opsdemo_worker_start() or a server restart;
+ * RESTART_SECONDS) counts as running, and the stop waits for that restart
+ * to exit.  The stop lasts until opsdemo_worker_start() or a server
+ * restart: any worker the postmaster starts meanwhile (the preloaded one
+ * restarting while a dynamic one ran) exits at once.
  * opsdemo.scheduler = off is the permanent switch.
  */
 Datum
@@ -965,18 +971,11 @@ opsdemo_worker_stop(PG_FUNCTION_ARGS)
 	bool		restarting;
 	TimestampTz waited_until;
 
-	/*
-	 * Only a running worker, or one the postmaster is about to start again
-	 * (it exited to reconnect, or was terminated), is asked: that restart
-	 * honours the request and exits.  A request left with no worker coming
-	 * would make some later start exit at once.
-	 */
 	SpinLockAcquire(&s->mutex);
+	s->stopped = true;
 	pid = s->worker_pid;
 	latch = s->worker_latch;
 	restarting = pid == 0 && s->restart_pending;
-	if (pid != 0 || restarting)
-		s->stop_requested = true;
 	SpinLockRelease(&s->mutex);
 
 	if (pid == 0 && !restarting)
@@ -992,7 +991,7 @@ opsdemo_worker_stop(PG_FUNCTION_ARGS)
 
 		SpinLockAcquire(&s->mutex);
 		if (restarting)
-			gone = !s->stop_requested;	/* the restart took the request */
+			gone = !s->restart_pending; /* the restart came and exited */
 		else
 			gone = s->worker_pid != pid;
 		SpinLockRelease(&s->mutex);
@@ -1001,7 +1000,7 @@ opsdemo_worker_stop(PG_FUNCTION_ARGS)
 
 		/*
 		 * A restart that does not come (the server is shutting down): the
-		 * request stays for the next start, as the caller asked.
+		 * stop holds all the same.
 		 */
 		if (restarting && GetCurrentTimestamp() >= waited_until)
 			break;

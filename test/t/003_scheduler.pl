@@ -299,6 +299,37 @@ is($primary->safe_psql('ops', 'SELECT opsdemo_worker_stop()'),
 is($primary->safe_psql('ops', 'SELECT opsdemo_worker_start()'),
 	't', 'opsdemo_worker_start() starts it again');
 poll_status($primary, "state = 'running'", 'and it runs the jobs');
+
+# A restart still pending while another worker took over (the lab's up:
+# the preloaded worker exits to connect once its role exists, and
+# opsdemo_worker_start() starts one before the postmaster restarts it): a
+# stop of the running one outlasts that restart too.
+$pid = status_of($primary, 'insert', 'worker_pid');
+my $log_offset = -s $primary->logfile;
+$primary->safe_psql('ops', "SELECT pg_terminate_backend($pid)");
+ok( $primary->poll_query_until(
+		'ops',
+		"SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler'"
+	),
+	'the terminated worker is gone, its restart pending');
+is($primary->safe_psql('ops', 'SELECT opsdemo_worker_start()'),
+	't', 'opsdemo_worker_start() starts another one meanwhile');
+is($primary->safe_psql('ops', 'SELECT opsdemo_worker_stop()'),
+	't', 'which opsdemo_worker_stop() stops');
+is( $primary->safe_psql(
+		'ops',
+		"SELECT pg_sleep(6)"
+		  . "; SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler'"
+		  . "; SELECT DISTINCT state FROM opsdemo_status()"),
+	"\n0\nstopped",
+	'the pending restart exits too: no scheduler after the restart delay');
+like(
+	substr(slurp_file($primary->logfile), $log_offset),
+	qr/pg_opsdemo scheduler stopped by opsdemo_worker_stop\(\) at its restart/,
+	'the restart says why it exits');
+is($primary->safe_psql('ops', 'SELECT opsdemo_worker_start()'),
+	't', 'opsdemo_worker_start() starts it again');
+poll_status($primary, "state = 'running'", 'and it runs the jobs');
 $primary->stop;
 
 # ---- pg_cron mode ----------------------------------------------------------
