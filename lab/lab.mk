@@ -14,6 +14,9 @@
 # promote|rejoin|reclone NODE=pgN, make sync-block-demo (all with LAB=streaming).
 # Topology "mesh": make write NODE=node1 TABLE=test, make check, make failover
 # NODE=node4, make stop|kill|start NODE=nodeN (all with LAB=mesh).
+# Topology "ha": make switchover [NODE=pgN], make failover [NODE=pgN],
+# make kill|start|stop NODE=, make partition|heal NODE=, make etcd-kill
+# NODE=etcdN (all with LAB=ha).
 #
 # `clean` stays PGXS's (build outputs): the tests and the image build run it,
 # and a build-cleaning command must never destroy data.  Hence lab-clean.
@@ -24,7 +27,7 @@ LAB_RUN = $(if $(PG),OPSDEMO_PG=$(PG)) $(LAB_DRIVER) --topology $(LAB)
 
 .PHONY: lab up down restart status logs psql psql-primary psql-replica generate \
         lab-clean lab-build lab-check wal-load sync sync-block-demo stop kill start promote rejoin reclone \
-        write failover
+        write failover switchover partition heal etcd-kill
 
 lab: up
 
@@ -61,8 +64,12 @@ stop kill start promote rejoin reclone:
 write:
 	@$(if $(and $(NODE),$(TABLE)),,echo "usage: make write LAB=$(LAB) NODE=<node> TABLE=<table>" >&2; exit 2;) $(LAB_RUN) write $(NODE) $(TABLE)
 
-failover:
-	@$(if $(NODE),,echo "usage: make failover LAB=$(LAB) NODE=<standby>" >&2; exit 2;) $(LAB_RUN) failover $(NODE)
+# NODE is optional where the topology picks one (ha); mesh requires it.
+failover switchover:
+	@$(LAB_RUN) $@ $(NODE)
+
+partition heal etcd-kill:
+	@$(if $(NODE),,echo "usage: make $@ LAB=$(LAB) NODE=<node>" >&2; exit 2;) $(LAB_RUN) $@ $(NODE)
 
 # `make check LAB=<topology>`: the lab's copies against their writers
 # (lab/lab verify; lab/lab check is lab-check's prerequisites).  PGXS has a
