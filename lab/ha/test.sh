@@ -303,8 +303,9 @@ ha_split_brain() { # leader
 		-c "INSERT INTO split VALUES ('$marker')" 2>&1) || rc=$?
 	echo "    the write on the partitioned $old: exit status $rc: $(tr '\n' ' ' <<<"$out" | cut -c1-220)"
 	[[ $rc != 0 ]] || { echo "    the partitioned leader acknowledged a write"; return 1; }
-	# Demoted by now: a second write is refused outright.
-	wait_until 30 node_true "$old" "SELECT pg_is_in_recovery()" || { echo "    $old was not demoted"; return 1; }
+	# Patroni demotes it (the shutdown, then a start as a replica with no
+	# primary in reach): a second write is refused outright.
+	wait_until 60 node_true "$old" "SELECT pg_is_in_recovery()" || { echo "    $old was not demoted"; return 1; }
 	out=$(timeout -k 5 20 docker exec -u postgres "$cid" psql -X -v ON_ERROR_STOP=1 -d postgres \
 		-c "INSERT INTO split VALUES ('$marker-2')" 2>&1) && { echo "    the demoted $old took a write"; return 1; }
 	grep -q 'read-only transaction' <<<"$out" || { echo "    refused, but: $out"; return 1; }
