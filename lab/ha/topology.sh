@@ -51,7 +51,7 @@ topology_settings() {
 	((OPSDEMO_HA_LOOP_WAIT + 2 * OPSDEMO_HA_RETRY_TIMEOUT <= OPSDEMO_HA_TTL)) ||
 		die "OPSDEMO_HA_LOOP_WAIT + 2 * OPSDEMO_HA_RETRY_TIMEOUT must not exceed OPSDEMO_HA_TTL (Patroni refuses it)"
 	export OPSDEMO_HA_NET OPSDEMO_HA_PROXY_ADDR OPSDEMO_HA_TTL OPSDEMO_HA_LOOP_WAIT OPSDEMO_HA_RETRY_TIMEOUT
-	publish_node_ports OPSDEMO_HA_PORT 55450 OPSDEMO_PORT_ RW RO STATS
+	publish_node_ports OPSDEMO_HA_PORT 55460 OPSDEMO_PORT_ RW RO STATS
 }
 
 # Each PostgreSQL node gets the superuser's and the replication role's
