@@ -132,17 +132,18 @@ ha_writer_start() { # first-number-minus-one output-file
 	local port
 	port=$(ha_proxy_port 5000)
 	printf '127.0.0.1:%s:postgres:postgres:%s\n' "$port" "$(pgpass_escape "$(lab_secret POSTGRES_PASSWORD)")" |
-		docker run --rm -i --name "$run_id-writer" --label "opsdemo.test=$run_id" --network host \
+		docker run --rm -i --name "$run_id-writer-$1" --label "opsdemo.test=$run_id" --network host \
 			--entrypoint bash "$image_name:$pg" -c 'umask 077; f=$(mktemp); IFS= read -r line; printf "%s\n" "$line" >"$f"
 				PGPASSFILE=$f exec python3 -u -c "$1" "$2" "$3"' \
 			_ "$ha_writer_script" "host=127.0.0.1 port=$port user=postgres dbname=postgres connect_timeout=2 application_name=writer" "$1" \
 		>"$2" 2>&1 &
-	ha_writer_pid=$!
+	ha_writer_pid=$! ha_writer_name=$run_id-writer-$1
 	wait_until 60 ha_acks_at_least "$2" 50 || { echo "    the writer does not commit:"; tail -n 5 "$2" | sed 's/^/      /'; return 1; }
 }
 
 ha_writer_stop() {
-	docker kill "$run_id-writer" >/dev/null 2>&1 || true
+	[[ -n ${ha_writer_name:-} ]] || return 0
+	docker kill "$ha_writer_name" >/dev/null 2>&1 || true
 	wait "$ha_writer_pid" 2>/dev/null || true
 }
 
