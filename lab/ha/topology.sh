@@ -90,6 +90,7 @@ cluster_members() {
 	local node out
 	for node in $(running_nodes); do
 		[[ $node == pg* ]] || continue
+		node_partitioned "$node" && continue
 		out=$(patroni_get "$node" /cluster) || continue
 		python3_in_node "$node" 'import json, sys
 for m in json.loads(sys.argv[1]).get("members", []):
@@ -193,8 +194,11 @@ topology_status() {
 	done
 	echo
 	leader=
+	# Asked of a node on the network: a partitioned one's view is stale,
+	# and it waits for etcd.
 	for node in $(running_nodes); do
 		[[ $node == pg* ]] || continue
+		node_partitioned "$node" && continue
 		if patronictl "$node" list 2>/dev/null; then
 			leader=$(current_leader || true)
 			break
