@@ -248,11 +248,7 @@ topology_cmd_kill() {
 	node_arg kill "${1:-}"
 	docker_usable || exit 1
 	load_settings
-	local cid
-	cid=$(running_cid "$1")
-	docker kill -s KILL "$cid" >/dev/null
-	wait_until 30 test "$(container_state "$cid")" = "exited 137" || die "$1 did not die: $(container_state "$cid")"
-	say "$1 killed (SIGKILL: exited 137)"
+	sigkill_node "$1"
 }
 
 topology_cmd_start() {
