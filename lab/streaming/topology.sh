@@ -41,10 +41,16 @@ topology_refresh_secrets() { refresh_running_secrets; }
 # The one running node that is not in recovery; dies when there is none,
 # or more than one (the old primary started again without a rejoin).
 current_primary() { # [node to leave out: the old primary a rejoin is for]
-	local node primaries=()
-	for node in $(running_nodes); do
-		[[ $node != "${1:-}" && $(in_recovery "$node") == f ]] && primaries+=("$node")
-	done
+	local node answer primaries=()
+	# All nodes asked at once (a docker exec each), in the order they answer.
+	while read -r node answer; do
+		[[ $answer == f ]] && primaries+=("$node")
+	done < <(
+		for node in $(running_nodes); do
+			[[ $node != "${1:-}" ]] && echo "$node $(in_recovery "$node" 2>/dev/null)" &
+		done
+		wait
+	)
 	case ${#primaries[@]} in
 	1) echo "${primaries[0]}" ;;
 	0) die "no running node is a primary (make status LAB=streaming; make promote LAB=streaming NODE=<standby>)" ;;
@@ -398,23 +404,75 @@ rejoin_node() { # node primary
 	local node=$1 primary=$2 before after out
 	[[ -n $primary && $primary != "$node" ]] || die "rejoin_node: no primary for $node"
 	say "$node: pg_rewind from $primary"
-	if ! make_standby_of "$node" "$primary" rejoin out; then
-		printf '%s\n' "$out" | sed 's/^/  /' >&2
-		die "$node was NOT rejoined: $(rewind_failure_reason "$out").
+	local rc=2
+	if [[ $(container_state "$(node_cid "$node")") == running* ]]; then
+		if rewind_in_place "$node" "$primary" out; then rc=0; else rc=$?; fi
+		if ((rc == 1)); then
+			printf '%s\n' "$out" | sed 's/^/  /' >&2
+			die "$node was NOT rejoined: $(rewind_failure_reason "$out").
+  It stays down.  Nothing was re-cloned.  make reclone LAB=streaming NODE=$node copies the whole cluster from $primary instead (deleting $node's data)."
+		fi
+	fi
+	if ((rc == 2)); then
+		if ! make_standby_of "$node" "$primary" rejoin out; then
+			printf '%s\n' "$out" | sed 's/^/  /' >&2
+			die "$node was NOT rejoined: $(rewind_failure_reason "$out").
   Nothing was re-cloned.  make reclone LAB=streaming NODE=$node copies the whole cluster from $primary instead (deleting $node's data)."
+		fi
+		start_container "$node"
 	fi
 	# The node's system identifier before the rewind (the entrypoint read
 	# it from the stopped data directory).
 	before=$(sed -n 's/^entrypoint: system identifier //p' <<<"$out")
 	[[ -n $before ]] || die "rejoin of $node: the entrypoint did not report the system identifier"
 	echo "$out" | grep -E 'servers diverged|no rewind required|Done!|rewound' | sed 's/^/  /'
-	start_container "$node"
 	wait_standbys_streaming "$primary" 60 "$node"
 	local tli
 	IFS='|' read -r after tli < <(node_value "$node" "SELECT (SELECT system_identifier FROM pg_control_system()) || '|' ||
 		coalesce((SELECT received_tli::text FROM pg_stat_wal_receiver), '?')")
 	[[ $before == "$after" ]] || die "$node's system identifier changed ($before -> $after): that was not a rewind"
 	say "$node rejoined as a standby of $primary by pg_rewind: same system identifier $after, timeline $tli"
+}
+
+# A running node is rewound in its own container: told the new primary (a
+# marker in the container's filesystem), its server stopped; the
+# entrypoint, the container's PID 1, runs pg_rewind and starts the server
+# again (docker/entrypoint).  No container is stopped, created or started.
+# The entrypoint's output meanwhile goes to the named variable; on failure
+# the container has exited and stays down.  Returns 2 (nothing done) for a
+# container whose PID 1 is the server itself (one created from an image
+# before this), which rejoin_node then rewinds the slow way.
+rewind_in_place() { # node primary output-variable
+	local node=$1 primary=$2 cid since state deadline
+	local -n rewind_output=$3
+	cid=$(node_cid "$node")
+	ensure_slots "$primary" "$node"
+	# The marker path is docker/entrypoint's $home/opsdemo.rejoin.
+	docker exec -u postgres "$cid" sh -c '[ "$(cat /proc/1/comm)" != postgres ] || exit 2
+		printf "%s\n" "$1" >/var/lib/postgresql/opsdemo.rejoin' sh "$primary" || {
+		(($? == 2)) && return 2
+		die "$node: could not leave the rejoin marker in its container"
+	}
+	since=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
+	docker exec -u postgres "$cid" pg_ctl stop --mode=fast --wait --timeout=60 --silent ||
+		die "$node: pg_ctl stop failed (above); the rejoin marker stays, a restart of the container rewinds"
+	say "$node stopped (fast shutdown) for rejoin; its entrypoint runs pg_rewind and starts it again"
+	deadline=$((SECONDS + healthy_wait))
+	while :; do
+		state=$(container_state "$cid")
+		if [[ $state != running* ]]; then
+			rewind_output=$(docker logs --since "$since" "$cid" 2>&1)
+			return 1
+		fi
+		docker exec "$cid" sh -c '[ ! -e /var/lib/postgresql/opsdemo.rejoin ] && healthcheck' 2>/dev/null && break
+		if ((SECONDS >= deadline)); then
+			rewind_output="$(docker logs --since "$since" "$cid" 2>&1)
+$node is not back after $healthy_wait s"
+			return 1
+		fi
+		sleep 0.2
+	done
+	rewind_output=$(docker logs --since "$since" "$cid" 2>&1 | grep -E '^(entrypoint|pg_rewind):' || true)
 }
 
 # reclone NODE: the node's data deleted and copied again from the current
