@@ -338,31 +338,11 @@ switchpoint() { # node timeline
 
 # Whether a standby replayed, or will replay, WAL past an LSN.  Its
 # primary is gone, so nothing more arrives: once replay stops, its position
-# is final.  A standby still replaying a backlog is waited for.  Replay
-# rarely reaches what the standby received: the receive position ends at
-# the last WAL page flushed, often past the last whole record (a record
-# the dead primary sent only in part is never replayed), so replay that
-# stood still for 2 s counts as done.  One that received WAL past the LSN
-# may replay it from its own pg_wal before it looks for a new timeline,
-# so what it received counts too.
+# is final (a backlog is waited for).  One that received WAL past the LSN
+# may replay it from its own pg_wal before it looks for a new timeline, so
+# what it received counts too.
 replayed_past() { # standby lsn
-	local replay caught last="" still=0 deadline=$((SECONDS + 300))
-	while :; do
-		IFS='|' read -r replay caught < <(node_value "$1" "SELECT pg_last_wal_replay_lsn() || '|' ||
-			(pg_last_wal_replay_lsn() >= coalesce(pg_last_wal_receive_lsn(), '0/0'))")
-		[[ $caught == t ]] && break
-		if [[ -n $replay && $replay == "$last" ]]; then
-			((++still >= 4)) && break
-		else
-			still=0
-		fi
-		last=$replay
-		if ((SECONDS >= deadline)); then
-			say "$1 is still replaying after 300 s: deciding by the WAL it received"
-			break
-		fi
-		sleep 0.5
-	done
+	wait_replay_final "$1" 300 || say "$1 is still replaying after 300 s: deciding by the WAL it received"
 	node_true "$1" "SELECT greatest(pg_last_wal_replay_lsn(), coalesce(pg_last_wal_receive_lsn(), '0/0')) > '$2'::pg_lsn"
 }
 
