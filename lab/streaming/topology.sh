@@ -337,13 +337,22 @@ switchpoint() { # node timeline
 }
 
 # Whether a standby replayed, or will replay, WAL past an LSN.  Its
-# primary is gone, so nothing more arrives: once replay stops, its position
-# is final (a backlog is waited for).  One that received WAL past the LSN
-# may replay it from its own pg_wal before it looks for a new timeline, so
-# what it received counts too.
+# primary is gone, so nothing more arrives: once its replay position is
+# final (a backlog waited for), that position decides; WAL it received
+# past it is at most a record sent in part, which the new timeline
+# replaces.  When that is not sure (replay held, or still moving after
+# 300 s), what it received counts too: it may replay that from its own
+# pg_wal before it looks for a new timeline.
 replayed_past() { # standby lsn
-	wait_replay_final "$1" 300 || say "$1 is still replaying after 300 s: deciding by the WAL it received"
-	node_true "$1" "SELECT greatest(pg_last_wal_replay_lsn(), coalesce(pg_last_wal_receive_lsn(), '0/0')) > '$2'::pg_lsn"
+	local rc=0
+	wait_replay_final "$1" 300 || rc=$?
+	case $rc in
+	0) node_true "$1" "SELECT pg_last_wal_replay_lsn() > '$2'::pg_lsn" ;;
+	*)
+		((rc == 1)) && say "$1 is still replaying after 300 s: deciding by the WAL it received"
+		node_true "$1" "SELECT greatest(pg_last_wal_replay_lsn(), coalesce(pg_last_wal_receive_lsn(), '0/0')) > '$2'::pg_lsn"
+		;;
+	esac
 }
 
 # Stops the node (if it runs) and makes it a standby of the primary in a
@@ -389,7 +398,7 @@ rewind_failure_reason() { # pg_rewind output
 # call (make reclone).
 topology_cmd_rejoin() {
 	node_arg rejoin "${1:-}"
-	docker_usable || exit 1
+	docker_reachable || exit 1
 	load_settings
 	# The node itself may be running as a primary still (started again
 	# after a failover): the primary it joins is the other one.
@@ -424,10 +433,16 @@ rejoin_node() { # node primary
 	before=$(sed -n 's/^entrypoint: system identifier //p' <<<"$out")
 	[[ -n $before ]] || die "rejoin of $node: the entrypoint did not report the system identifier"
 	echo "$out" | grep -E 'servers diverged|no rewind required|Done!|rewound' | sed 's/^/  /'
-	wait_standbys_streaming "$primary" 60 "$node"
-	local tli
-	IFS='|' read -r after tli < <(node_value "$node" "SELECT (SELECT system_identifier FROM pg_control_system()) || '|' ||
-		coalesce((SELECT received_tli::text FROM pg_stat_wal_receiver), '?')")
+	# Its WAL receiver streams (what the primary's pg_stat_replication
+	# would show, asked of the node itself along with its identifier).
+	local tli deadline=$((SECONDS + 60))
+	while :; do
+		IFS='|' read -r after tli < <(node_value "$node" "SELECT (SELECT system_identifier FROM pg_control_system()) || '|' ||
+			coalesce((SELECT received_tli::text FROM pg_stat_wal_receiver WHERE status = 'streaming' AND sender_host = '$primary'), '')") || true
+		[[ -n $tli ]] && break
+		((SECONDS < deadline)) || die "$node does not stream from $primary after 60 s (make status LAB=streaming)"
+		sleep 0.2
+	done
 	[[ $before == "$after" ]] || die "$node's system identifier changed ($before -> $after): that was not a rewind"
 	say "$node rejoined as a standby of $primary by pg_rewind: same system identifier $after, timeline $tli"
 }
@@ -445,15 +460,17 @@ rewind_in_place() { # node primary output-variable
 	local -n rewind_output=$3
 	cid=$(node_cid "$node")
 	ensure_slots "$primary" "$node"
+	since=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
 	# The marker path is docker/entrypoint's $home/opsdemo.rejoin.
 	docker exec -u postgres "$cid" sh -c '[ "$(cat /proc/1/comm)" != postgres ] || exit 2
-		printf "%s\n" "$1" >/var/lib/postgresql/opsdemo.rejoin' sh "$primary" || {
-		(($? == 2)) && return 2
-		die "$node: could not leave the rejoin marker in its container"
+		printf "%s\n" "$1" >/var/lib/postgresql/opsdemo.rejoin || exit 3
+		exec pg_ctl stop --mode=fast --wait --timeout=60 --silent' sh "$primary" || {
+		case $? in
+		2) return 2 ;;
+		3) die "$node: could not leave the rejoin marker in its container" ;;
+		*) die "$node: pg_ctl stop failed (above); the rejoin marker stays: the next start of its container rewinds" ;;
+		esac
 	}
-	since=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
-	docker exec -u postgres "$cid" pg_ctl stop --mode=fast --wait --timeout=60 --silent ||
-		die "$node: pg_ctl stop failed (above); the rejoin marker stays, a restart of the container rewinds"
 	say "$node stopped (fast shutdown) for rejoin; its entrypoint runs pg_rewind and starts it again"
 	deadline=$((SECONDS + healthy_wait))
 	while :; do
@@ -478,7 +495,7 @@ $node is not back after $healthy_wait s"
 # the baseline bench/rejoin measures rejoin against.
 topology_cmd_reclone() {
 	node_arg reclone "${1:-}"
-	docker_usable || exit 1
+	docker_reachable || exit 1
 	load_settings
 	local node=$1 primary out t0=$SECONDS
 	primary=$(current_primary "$node")
