@@ -368,10 +368,25 @@ make_standby_of() { # node primary rejoin|reclone output-variable
 		say "$node stopped (fast shutdown) for $mode"
 	fi
 	ensure_slots "$primary" "$node"
+	clear_rejoin_marker "$node" "$cid"
 	output=$(docker run --rm --label "com.docker.compose.project=$project" --network "${project}_lab" \
 		-v "${project}_$node-data:/var/lib/postgresql/data" -v "$OPSDEMO_SECRETS/$node:/run/secrets:ro" \
 		-e OPSDEMO_TOPOLOGY=streaming -e OPSDEMO_NODE_NAME="$node" -e OPSDEMO_NODE_ROLE=physical-standby \
 		-e OPSDEMO_LAB_SUBNET -e OPSDEMO_LAB_GATEWAY "$OPSDEMO_IMAGE" "$mode" "$primary" 2>&1)
+}
+
+# A rejoin in place that failed leaves its marker in the node's container
+# (every start of it tries the rewind again); a node made a standby by
+# other means must not be rewound again at its start.  The container is
+# stopped: an empty marker is copied over it (the entrypoint acts on a
+# non-empty one; the directory is the postgres user's, who replaces it).
+clear_rejoin_marker() { # node container
+	local empty rc=0
+	empty=$(mktemp -d)
+	: >"$empty/opsdemo.rejoin"
+	docker cp "$empty/opsdemo.rejoin" "$2:/var/lib/postgresql/opsdemo.rejoin" >/dev/null 2>&1 || rc=$?
+	rm -rf "$empty"
+	((rc == 0)) || say "$1: could not clear a rejoin marker in its container; if its start tries a rewind, make rejoin LAB=streaming NODE=$1"
 }
 
 # The node's existing container started again as it is and waited for:
@@ -463,12 +478,18 @@ rewind_in_place() { # node primary output-variable
 	since=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
 	# The marker path is docker/entrypoint's $home/opsdemo.rejoin.
 	docker exec -u postgres "$cid" sh -c '[ "$(cat /proc/1/comm)" != postgres ] || exit 2
-		printf "%s\n" "$1" >/var/lib/postgresql/opsdemo.rejoin || exit 3
+		rm -f /var/lib/postgresql/opsdemo.rejoin && printf "%s\n" "$1" >/var/lib/postgresql/opsdemo.rejoin || exit 3
 		exec pg_ctl stop --mode=fast --wait --timeout=60 --silent' sh "$primary" || {
 		case $? in
 		2) return 2 ;;
 		3) die "$node: could not leave the rejoin marker in its container" ;;
-		*) die "$node: pg_ctl stop failed (above); the rejoin marker stays: the next start of its container rewinds" ;;
+		*)
+			# A rewind that failed at once ends the container, and the
+			# exec with it, before pg_ctl saw the server gone: the loop
+			# below reads why.
+			[[ $(container_state "$cid") != running* ]] ||
+				die "$node: pg_ctl stop failed (above); the rejoin marker stays: the next start of its container rewinds"
+			;;
 		esac
 	}
 	say "$node stopped (fast shutdown) for rejoin; its entrypoint runs pg_rewind and starts it again"
