@@ -347,7 +347,7 @@ st_rejoin_refused() { # the primary
 # its next start, the refusal gone, rewinds first (nothing to rewind for a
 # standby of the primary: pg_rewind says so) and streams again.
 st_rejoin_fails_then_start() { # primary standby
-	local cid rc=0 since
+	local cid rc=0 since log
 	cid=$(node_cid "$1")
 	docker exec -u postgres "$cid" sh -c 'sed -i "1i host postgres opsdemo_repl all reject" "$PGDATA/pg_hba.conf"' &&
 		q "$1" "SELECT pg_reload_conf()" >/dev/null || return 1
@@ -358,8 +358,11 @@ st_rejoin_fails_then_start() { # primary standby
 	((rc == 0)) || return 1
 	since=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
 	lab_ok start "$2" || return 1
-	docker logs --since "$since" "$(node_cid "$2")" 2>&1 | grep -q 'pg_rewind: no rewind required' ||
-		{ echo "    $2's start did not rewind:"; docker logs --since "$since" "$(node_cid "$2")" 2>&1 | head -n 15 | sed 's/^/      /'; return 1; }
+	# Read whole before grep: grep -q quitting early would fail the
+	# pipeline (SIGPIPE under pipefail) exactly when the line is there.
+	log=$(docker logs --since "$since" "$(node_cid "$2")" 2>&1)
+	grep -q 'pg_rewind: no rewind required' <<<"$log" ||
+		{ echo "    $2's start did not rewind:"; head -n 15 <<<"$log" | sed 's/^/      /'; return 1; }
 	st_streams_from "$1" "$2"
 }
 
