@@ -263,6 +263,7 @@ streaming_tests() { # full|core (the same set: it runs on 17 and 18 only)
 	check "PG$pg: streaming: round 3: mv_sum exact on pg1" mv_sum_exact pg1
 	check "PG$pg: streaming: round 3: mv_sum exact on $old (a standby)" mv_sum_exact "$old"
 	check "PG$pg: streaming: a bad rejoin (the primary itself) is refused and changes nothing" st_rejoin_refused pg1
+	check "PG$pg: streaming: a rejoin whose pg_rewind fails (pg1 refuses it) leaves pg3 down and says why; its next start rewinds" st_rejoin_fails_then_start pg1 pg3
 	check "PG$pg: streaming: reclone pg3: deleted, copied again by pg_basebackup, streams with pg1's rows" st_reclone pg1 pg3
 	check "PG$pg: streaming: lab-clean removes every container, network, volume and secret file" st_clean
 }
@@ -338,6 +339,31 @@ st_promote_behind() { # standby that fell behind, the dead primary
 st_rejoin_refused() { # the primary
 	refused_with 'no running node is a primary' lab rejoin "$1" || return 1
 	[[ $(st_primary) == "$1" ]] || { echo "    primaries now: $(st_primary)"; return 1; }
+}
+
+# A running node whose rewind fails in its own container: the source
+# refuses pg_rewind's connection (a pg_hba.conf line, then reload).  The
+# rejoin says so, the node stays down rather than start on its own, and
+# its next start, the refusal gone, rewinds first (nothing to rewind for a
+# standby of the primary: pg_rewind says so) and streams again.
+st_rejoin_fails_then_start() { # primary standby
+	local cid rc=0 since log
+	cid=$(node_cid "$1")
+	docker exec -u postgres "$cid" sh -c 'sed -i "1i host postgres opsdemo_repl all reject" "$PGDATA/pg_hba.conf"' &&
+		q "$1" "SELECT pg_reload_conf()" >/dev/null || return 1
+	refused_with "$2 was NOT rejoined: pg_rewind failed" lab rejoin "$2" || rc=1
+	[[ $(container_state "$(node_cid "$2")") == exited* ]] || { echo "    $2: $(container_state "$(node_cid "$2")")"; rc=1; }
+	docker exec -u postgres "$cid" sh -c 'sed -i "1d" "$PGDATA/pg_hba.conf"' &&
+		q "$1" "SELECT pg_reload_conf()" >/dev/null || return 1
+	((rc == 0)) || return 1
+	since=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
+	lab_ok start "$2" || return 1
+	# Read whole before grep: grep -q quitting early would fail the
+	# pipeline (SIGPIPE under pipefail) exactly when the line is there.
+	log=$(docker logs --since "$since" "$(node_cid "$2")" 2>&1)
+	grep -q 'pg_rewind: no rewind required' <<<"$log" ||
+		{ echo "    $2's start did not rewind:"; head -n 15 <<<"$log" | sed 's/^/      /'; return 1; }
+	st_streams_from "$1" "$2"
 }
 
 # reclone of a standby: its data deleted and copied again by pg_basebackup;

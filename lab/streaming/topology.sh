@@ -41,10 +41,16 @@ topology_refresh_secrets() { refresh_running_secrets; }
 # The one running node that is not in recovery; dies when there is none,
 # or more than one (the old primary started again without a rejoin).
 current_primary() { # [node to leave out: the old primary a rejoin is for]
-	local node primaries=()
-	for node in $(running_nodes); do
-		[[ $node != "${1:-}" && $(in_recovery "$node") == f ]] && primaries+=("$node")
-	done
+	local node answer primaries=()
+	# All nodes asked at once (a docker exec each), in the order they answer.
+	while read -r node answer; do
+		[[ $answer == f ]] && primaries+=("$node")
+	done < <(
+		for node in $(running_nodes); do
+			[[ $node != "${1:-}" ]] && echo "$node $(in_recovery "$node" 2>/dev/null)" &
+		done
+		wait
+	)
 	case ${#primaries[@]} in
 	1) echo "${primaries[0]}" ;;
 	0) die "no running node is a primary (make status LAB=streaming; make promote LAB=streaming NODE=<standby>)" ;;
@@ -327,15 +333,22 @@ switchpoint() { # node timeline
 }
 
 # Whether a standby replayed, or will replay, WAL past an LSN.  Its
-# primary is gone, so nothing more arrives: once replay has reached what
-# the standby received, its position is final.  A standby still replaying
-# a backlog is waited for; one that received WAL past the LSN will replay
-# it from its own pg_wal before it looks for a new timeline, so what it
-# received counts too.
+# primary is gone, so nothing more arrives: once its replay position is
+# final (a backlog waited for), that position decides; WAL it received
+# past it is at most a record sent in part, which the new timeline
+# replaces.  When that is not sure (replay held, or still moving after
+# 300 s), what it received counts too: it may replay that from its own
+# pg_wal before it looks for a new timeline.
 replayed_past() { # standby lsn
-	wait_until 300 node_true "$1" "SELECT pg_last_wal_replay_lsn() >= coalesce(pg_last_wal_receive_lsn(), '0/0')" ||
-		say "$1 is still replaying after 300 s (paused?): deciding by the WAL it received"
-	node_true "$1" "SELECT greatest(pg_last_wal_replay_lsn(), coalesce(pg_last_wal_receive_lsn(), '0/0')) > '$2'::pg_lsn"
+	local rc=0
+	wait_replay_final "$1" 300 || rc=$?
+	case $rc in
+	0) node_true "$1" "SELECT pg_last_wal_replay_lsn() > '$2'::pg_lsn" ;;
+	*)
+		((rc == 1)) && say "$1 is still replaying after 300 s: deciding by the WAL it received"
+		node_true "$1" "SELECT greatest(pg_last_wal_replay_lsn(), coalesce(pg_last_wal_receive_lsn(), '0/0')) > '$2'::pg_lsn"
+		;;
+	esac
 }
 
 # Stops the node (if it runs) and makes it a standby of the primary in a
@@ -351,10 +364,25 @@ make_standby_of() { # node primary rejoin|reclone output-variable
 		say "$node stopped (fast shutdown) for $mode"
 	fi
 	ensure_slots "$primary" "$node"
+	clear_rejoin_marker "$node" "$cid"
 	output=$(docker run --rm --label "com.docker.compose.project=$project" --network "${project}_lab" \
 		-v "${project}_$node-data:/var/lib/postgresql/data" -v "$OPSDEMO_SECRETS/$node:/run/secrets:ro" \
 		-e OPSDEMO_TOPOLOGY=streaming -e OPSDEMO_NODE_NAME="$node" -e OPSDEMO_NODE_ROLE=physical-standby \
 		-e OPSDEMO_LAB_SUBNET -e OPSDEMO_LAB_GATEWAY "$OPSDEMO_IMAGE" "$mode" "$primary" 2>&1)
+}
+
+# A rejoin in place that failed leaves its marker in the node's container
+# (every start of it tries the rewind again); a node made a standby by
+# other means must not be rewound again at its start.  The container is
+# stopped: an empty marker is copied over it (the entrypoint acts on a
+# non-empty one; the directory is the postgres user's, who replaces it).
+clear_rejoin_marker() { # node container
+	local empty rc=0
+	empty=$(mktemp -d)
+	: >"$empty/opsdemo.rejoin"
+	docker cp "$empty/opsdemo.rejoin" "$2:/var/lib/postgresql/opsdemo.rejoin" >/dev/null 2>&1 || rc=$?
+	rm -rf "$empty"
+	((rc == 0)) || say "$1: could not clear a rejoin marker in its container; if its start tries a rewind, make rejoin LAB=streaming NODE=$1"
 }
 
 # The node's existing container started again as it is and waited for:
@@ -381,7 +409,7 @@ rewind_failure_reason() { # pg_rewind output
 # call (make reclone).
 topology_cmd_rejoin() {
 	node_arg rejoin "${1:-}"
-	docker_usable || exit 1
+	docker_reachable || exit 1
 	load_settings
 	# The node itself may be running as a primary still (started again
 	# after a failover): the primary it joins is the other one.
@@ -394,23 +422,89 @@ rejoin_node() { # node primary
 	local node=$1 primary=$2 before after out
 	[[ -n $primary && $primary != "$node" ]] || die "rejoin_node: no primary for $node"
 	say "$node: pg_rewind from $primary"
-	if ! make_standby_of "$node" "$primary" rejoin out; then
-		printf '%s\n' "$out" | sed 's/^/  /' >&2
-		die "$node was NOT rejoined: $(rewind_failure_reason "$out").
+	local rc=2
+	if [[ $(container_state "$(node_cid "$node")") == running* ]]; then
+		if rewind_in_place "$node" "$primary" out; then rc=0; else rc=$?; fi
+		if ((rc == 1)); then
+			printf '%s\n' "$out" | sed 's/^/  /' >&2
+			die "$node was NOT rejoined: $(rewind_failure_reason "$out").
+  It stays down.  Nothing was re-cloned.  make reclone LAB=streaming NODE=$node copies the whole cluster from $primary instead (deleting $node's data)."
+		fi
+	fi
+	if ((rc == 2)); then
+		if ! make_standby_of "$node" "$primary" rejoin out; then
+			printf '%s\n' "$out" | sed 's/^/  /' >&2
+			die "$node was NOT rejoined: $(rewind_failure_reason "$out").
   Nothing was re-cloned.  make reclone LAB=streaming NODE=$node copies the whole cluster from $primary instead (deleting $node's data)."
+		fi
+		start_container "$node"
 	fi
 	# The node's system identifier before the rewind (the entrypoint read
 	# it from the stopped data directory).
 	before=$(sed -n 's/^entrypoint: system identifier //p' <<<"$out")
 	[[ -n $before ]] || die "rejoin of $node: the entrypoint did not report the system identifier"
 	echo "$out" | grep -E 'servers diverged|no rewind required|Done!|rewound' | sed 's/^/  /'
-	start_container "$node"
-	wait_standbys_streaming "$primary" 60 "$node"
-	local tli
-	IFS='|' read -r after tli < <(node_value "$node" "SELECT (SELECT system_identifier FROM pg_control_system()) || '|' ||
-		coalesce((SELECT received_tli::text FROM pg_stat_wal_receiver), '?')")
+	# Its WAL receiver streams (what the primary's pg_stat_replication
+	# would show, asked of the node itself along with its identifier).
+	local tli deadline=$((SECONDS + 60))
+	while :; do
+		IFS='|' read -r after tli < <(node_value "$node" "SELECT (SELECT system_identifier FROM pg_control_system()) || '|' ||
+			coalesce((SELECT received_tli::text FROM pg_stat_wal_receiver WHERE status = 'streaming' AND sender_host = '$primary'), '')") || true
+		[[ -n $tli ]] && break
+		((SECONDS < deadline)) || die "$node does not stream from $primary after 60 s (make status LAB=streaming)"
+		sleep 0.2
+	done
 	[[ $before == "$after" ]] || die "$node's system identifier changed ($before -> $after): that was not a rewind"
 	say "$node rejoined as a standby of $primary by pg_rewind: same system identifier $after, timeline $tli"
+}
+
+# A running node is rewound in its own container: told the new primary (a
+# marker in the container's filesystem), its server stopped; the
+# entrypoint, the container's PID 1, runs pg_rewind and starts the server
+# again (docker/entrypoint).  No container is stopped, created or started.
+# The entrypoint's output meanwhile goes to the named variable; on failure
+# the container has exited and stays down.  Returns 2 (nothing done) for a
+# container whose PID 1 is the server itself (one created from an image
+# before this), which rejoin_node then rewinds the slow way.
+rewind_in_place() { # node primary output-variable
+	local node=$1 primary=$2 cid since state deadline
+	local -n rewind_output=$3
+	cid=$(node_cid "$node")
+	ensure_slots "$primary" "$node"
+	since=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
+	# The marker path is docker/entrypoint's $home/opsdemo.rejoin.
+	docker exec -u postgres "$cid" sh -c '[ "$(cat /proc/1/comm)" != postgres ] || exit 2
+		rm -f /var/lib/postgresql/opsdemo.rejoin && printf "%s\n" "$1" >/var/lib/postgresql/opsdemo.rejoin || exit 3
+		exec pg_ctl stop --mode=fast --wait --timeout=60 --silent' sh "$primary" || {
+		case $? in
+		2) return 2 ;;
+		3) die "$node: could not leave the rejoin marker in its container" ;;
+		*)
+			# A rewind that failed at once ends the container, and the
+			# exec with it, before pg_ctl saw the server gone: the loop
+			# below reads why.
+			[[ $(container_state "$cid") != running* ]] ||
+				die "$node: pg_ctl stop failed (above); the rejoin marker stays: the next start of its container rewinds"
+			;;
+		esac
+	}
+	say "$node stopped (fast shutdown) for rejoin; its entrypoint runs pg_rewind and starts it again"
+	deadline=$((SECONDS + healthy_wait))
+	while :; do
+		state=$(container_state "$cid")
+		if [[ $state != running* ]]; then
+			rewind_output=$(docker logs --since "$since" "$cid" 2>&1)
+			return 1
+		fi
+		docker exec "$cid" sh -c '[ ! -e /var/lib/postgresql/opsdemo.rejoin ] && healthcheck' 2>/dev/null && break
+		if ((SECONDS >= deadline)); then
+			rewind_output="$(docker logs --since "$since" "$cid" 2>&1)
+$node is not back after $healthy_wait s"
+			return 1
+		fi
+		sleep 0.2
+	done
+	rewind_output=$(docker logs --since "$since" "$cid" 2>&1 | grep -E '^(entrypoint|pg_rewind):' || true)
 }
 
 # reclone NODE: the node's data deleted and copied again from the current
@@ -418,7 +512,7 @@ rejoin_node() { # node primary
 # the baseline bench/rejoin measures rejoin against.
 topology_cmd_reclone() {
 	node_arg reclone "${1:-}"
-	docker_usable || exit 1
+	docker_reachable || exit 1
 	load_settings
 	local node=$1 primary out t0=$SECONDS
 	primary=$(current_primary "$node")

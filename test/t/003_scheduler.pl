@@ -263,6 +263,29 @@ $replica->stop;
 
 # ---- stop and start from SQL ---------------------------------------------
 
+# The worker terminated: the postmaster starts it again after its restart
+# delay, which has begun once no scheduler process is left.
+sub terminate_worker
+{
+	my ($node, $worker_pid) = @_;
+	$node->safe_psql('ops', "SELECT pg_terminate_backend($worker_pid)");
+	ok( $node->poll_query_until(
+			'ops',
+			"SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler'"
+		),
+		'the terminated worker is gone, its restart pending');
+	return;
+}
+
+sub start_worker_again
+{
+	my ($node) = @_;
+	is($node->safe_psql('ops', 'SELECT opsdemo_worker_start()'),
+		't', 'opsdemo_worker_start() starts it again');
+	poll_status($node, "state = 'running'", 'and it runs the jobs');
+	return;
+}
+
 is($primary->safe_psql('ops', 'SELECT opsdemo_worker_stop()'),
 	't', 'opsdemo_worker_stop() stops the running worker');
 is( $primary->safe_psql(
@@ -271,19 +294,12 @@ is( $primary->safe_psql(
 	),
 	'0',
 	'no scheduler process is left');
-is($primary->safe_psql('ops', 'SELECT opsdemo_worker_start()'),
-	't', 'opsdemo_worker_start() starts it again');
-poll_status($primary, "state = 'running'", 'and it runs the jobs');
+start_worker_again($primary);
 
 # A worker in its restart delay (terminated here; a worker exiting to
 # connect once its role exists is the same) is stopped at its restart.
 $pid = status_of($primary, 'insert', 'worker_pid');
-$primary->safe_psql('ops', "SELECT pg_terminate_backend($pid)");
-ok( $primary->poll_query_until(
-		'ops',
-		"SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler'"
-	),
-	'the terminated worker is gone, its restart pending');
+terminate_worker($primary, $pid);
 is($primary->safe_psql('ops', 'SELECT opsdemo_worker_stop()'),
 	't', 'opsdemo_worker_stop() in the restart delay asks the restart');
 is( $primary->safe_psql(
@@ -295,10 +311,8 @@ is( $primary->safe_psql(
 	"0\n\n0\nstopped",
 	'no scheduler runs after the restart delay, its state is stopped');
 is($primary->safe_psql('ops', 'SELECT opsdemo_worker_stop()'),
-	'f', 'a second stop finds nothing to stop and leaves no request');
-is($primary->safe_psql('ops', 'SELECT opsdemo_worker_start()'),
-	't', 'opsdemo_worker_start() starts it again');
-poll_status($primary, "state = 'running'", 'and it runs the jobs');
+	'f', 'a second stop finds nothing to stop');
+start_worker_again($primary);
 
 # A restart still pending while another worker took over (the lab's up:
 # the preloaded worker exits to connect once its role exists, and
@@ -306,12 +320,7 @@ poll_status($primary, "state = 'running'", 'and it runs the jobs');
 # stop of the running one outlasts that restart too.
 $pid = status_of($primary, 'insert', 'worker_pid');
 my $log_offset = -s $primary->logfile;
-$primary->safe_psql('ops', "SELECT pg_terminate_backend($pid)");
-ok( $primary->poll_query_until(
-		'ops',
-		"SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler'"
-	),
-	'the terminated worker is gone, its restart pending');
+terminate_worker($primary, $pid);
 is($primary->safe_psql('ops', 'SELECT opsdemo_worker_start()'),
 	't', 'opsdemo_worker_start() starts another one meanwhile');
 is($primary->safe_psql('ops', 'SELECT opsdemo_worker_stop()'),
@@ -327,9 +336,7 @@ like(
 	substr(slurp_file($primary->logfile), $log_offset),
 	qr/pg_opsdemo scheduler stopped by opsdemo_worker_stop\(\) at its restart/,
 	'the restart says why it exits');
-is($primary->safe_psql('ops', 'SELECT opsdemo_worker_start()'),
-	't', 'opsdemo_worker_start() starts it again');
-poll_status($primary, "state = 'running'", 'and it runs the jobs');
+start_worker_again($primary);
 $primary->stop;
 
 # ---- pg_cron mode ----------------------------------------------------------

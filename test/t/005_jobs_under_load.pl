@@ -38,9 +38,9 @@ poll_status("state = 'running' AND runs > 0", 'the worker runs');
 # ---- a stop asked of no worker ---------------------------------------------
 
 # A stopped worker exits cleanly and is not started again; a second stop
-# finds no worker running or coming (false) and leaves no request that
-# would make the next start exit at once.  (A worker in its restart delay
-# counts as coming: TAP 003 stops one there.)
+# finds no worker running or coming (false), and the stop it leaves in
+# force ends with the next start, which runs.  (A worker in its restart
+# delay counts as coming: TAP 003 stops one there.)
 my $pid = $node->safe_psql('ops',
 	"SELECT worker_pid FROM opsdemo_status() WHERE job = 'insert'");
 is($node->safe_psql('ops', 'SELECT opsdemo_worker_stop()'),
