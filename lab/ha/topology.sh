@@ -41,15 +41,22 @@ topology_settings() {
 		die "OPSDEMO_HA_SUBNET=$OPSDEMO_LAB_SUBNET: the ha lab needs a /24 network ending in .0 (fixed addresses .10 to .23)"
 	OPSDEMO_HA_NET=${BASH_REMATCH[1]}
 	OPSDEMO_HA_PROXY_ADDR=$OPSDEMO_HA_NET.10
-	# Failover timing (README: "Failover timing"): a dead leader's key
-	# expires after ttl; loop_wait is Patroni's cycle; retry_timeout bounds
-	# a DCS or PostgreSQL call before the leader demotes itself.  Patroni
-	# needs loop_wait + 2 * retry_timeout <= ttl.
-	OPSDEMO_HA_TTL=$(positive_setting OPSDEMO_HA_TTL 10)
+	# Failover timing (README: "Settings"): a dead leader's key expires
+	# ttl after its last refresh; loop_wait is Patroni's cycle;
+	# retry_timeout bounds a DCS or PostgreSQL call before the leader
+	# demotes itself.  Patroni raises values under its minimums (ttl 20,
+	# loop_wait 1, retry_timeout 3) with only a line in its log, and needs
+	# loop_wait + 2 * retry_timeout <= ttl: refused here instead, so that
+	# what status prints is what runs.
+	OPSDEMO_HA_TTL=$(positive_setting OPSDEMO_HA_TTL 20)
 	OPSDEMO_HA_LOOP_WAIT=$(positive_setting OPSDEMO_HA_LOOP_WAIT 2)
 	OPSDEMO_HA_RETRY_TIMEOUT=$(positive_setting OPSDEMO_HA_RETRY_TIMEOUT 4)
+	((OPSDEMO_HA_TTL >= 20)) ||
+		die "OPSDEMO_HA_TTL=$OPSDEMO_HA_TTL: Patroni does not take a ttl under 20 s (it would log \"ttl=$OPSDEMO_HA_TTL can't be smaller than 20, adjusting...\" and use 20)"
+	((OPSDEMO_HA_RETRY_TIMEOUT >= 3)) ||
+		die "OPSDEMO_HA_RETRY_TIMEOUT=$OPSDEMO_HA_RETRY_TIMEOUT: Patroni does not take a retry_timeout under 3 s"
 	((OPSDEMO_HA_LOOP_WAIT + 2 * OPSDEMO_HA_RETRY_TIMEOUT <= OPSDEMO_HA_TTL)) ||
-		die "OPSDEMO_HA_LOOP_WAIT + 2 * OPSDEMO_HA_RETRY_TIMEOUT must not exceed OPSDEMO_HA_TTL (Patroni refuses it)"
+		die "OPSDEMO_HA_LOOP_WAIT + 2 * OPSDEMO_HA_RETRY_TIMEOUT must not exceed OPSDEMO_HA_TTL (Patroni would shorten them)"
 	export OPSDEMO_HA_NET OPSDEMO_HA_PROXY_ADDR OPSDEMO_HA_TTL OPSDEMO_HA_LOOP_WAIT OPSDEMO_HA_RETRY_TIMEOUT
 	publish_node_ports OPSDEMO_HA_PORT 55460 OPSDEMO_PORT_ RW RO STATS
 }
@@ -101,6 +108,21 @@ for m in json.loads(sys.argv[1]).get("members", []):
 
 python3_in_node() { # node script args...
 	docker exec "$(node_cid "$1")" python3 -c "$2" "${@:3}"
+}
+
+# The timings in force: Patroni's dynamic configuration in etcd (the env
+# file's only reached it when the cluster was first formed).
+dcs_timings() {
+	local node out
+	for node in $(running_nodes); do
+		[[ $node == pg* ]] || continue
+		node_partitioned "$node" && continue
+		out=$(patroni_get "$node" /config) || continue
+		python3_in_node "$node" 'import json, sys
+c = json.loads(sys.argv[1])
+print("ttl %s, loop_wait %s, retry_timeout %s" % (c.get("ttl"), c.get("loop_wait"), c.get("retry_timeout")))' "$out" && return 0
+	done
+	return 1
 }
 
 # The leader by the DCS, running (fails if there is none).
@@ -181,7 +203,7 @@ for r in rows:
 
 topology_status() {
 	local leader node cid
-	echo "pg_opsdemo ha lab $project   $(date -u '+%F %T') UTC   (ttl $OPSDEMO_HA_TTL, loop_wait $OPSDEMO_HA_LOOP_WAIT, retry_timeout $OPSDEMO_HA_RETRY_TIMEOUT)"
+	echo "pg_opsdemo ha lab $project   $(date -u '+%F %T') UTC   ($(dcs_timings || echo "timings: no Patroni answers"))"
 	echo
 	for node in "${topology_nodes[@]}"; do
 		cid=$(node_cid "$node")
