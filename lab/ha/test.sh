@@ -331,6 +331,7 @@ ha_split_brain() { # leader
 	marker=split-$RANDOM$RANDOM
 	q "$old" "CREATE TABLE IF NOT EXISTS split (tag text)" >/dev/null || return 1
 	lab_ok partition "$old" || return 1
+	local cut=$SECONDS
 	cid=$(node_cid "$old")
 	# Up to 40 s for the INSERT: it must not return success in that time.
 	out=$(timeout -k 5 40 docker exec -u postgres "$cid" psql -X -v ON_ERROR_STOP=1 -d postgres \
@@ -340,6 +341,7 @@ ha_split_brain() { # leader
 	# Patroni demotes it (the shutdown, then a start as a replica with no
 	# primary in reach): a second write is refused outright.
 	wait_until 60 node_true "$old" "SELECT pg_is_in_recovery()" || { echo "    $old was not demoted"; return 1; }
+	echo "    $old in recovery $((SECONDS - cut)) s after it was cut off"
 	out=$(timeout -k 5 20 docker exec -u postgres "$cid" psql -X -v ON_ERROR_STOP=1 -d postgres \
 		-c "INSERT INTO split VALUES ('$marker-2')" 2>&1) && { echo "    the demoted $old took a write"; return 1; }
 	grep -q 'read-only transaction' <<<"$out" || { echo "    refused, but: $out"; return 1; }
