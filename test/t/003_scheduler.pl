@@ -9,10 +9,17 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(usleep);
 
+# Shorter intervals than the default 5 s and 3 s, so that every wait for a
+# slot is short.  The update interval stays odd (1 s), so that consecutive
+# update slots still alternate between even and odd seconds; the tick's
+# budget (the shorter interval) is 1 s, its lock_timeout half of that.
 my $scheduler_conf = <<'EOC';
 shared_preload_libraries = 'pg_opsdemo'
 opsdemo.database = 'ops'
+opsdemo.insert_interval = '2s'
+opsdemo.update_interval = '1s'
 EOC
 
 sub status_of
@@ -20,6 +27,21 @@ sub status_of
 	my ($node, $job, $column) = @_;
 	return $node->safe_psql('ops',
 		"SELECT $column FROM opsdemo_status() WHERE job = '$job'");
+}
+
+# A new cluster with its database "ops" made before the scheduler is
+# loaded with $conf: its worker connects at once (the primary below shows
+# the wait for a missing database, which costs two 5 s restart delays).
+sub node_with_ops_database
+{
+	my ($name, $conf) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE DATABASE ops');
+	$node->append_conf('postgresql.conf', $conf);
+	$node->restart;
+	return $node;
 }
 
 sub poll_status
@@ -55,7 +77,7 @@ my $fatals = () = $log =~ /FATAL:  database "ops" does not exist/g;
 is($fatals, 1, 'the missing database made exactly one connection attempt fail');
 $primary->safe_psql('ops', 'CREATE EXTENSION pg_opsdemo');
 
-# ---- about 20 s of normal operation -------------------------------------
+# ---- normal operation: 4 insert and 7 update runs ---------------------------
 
 poll_status($primary,
 	"runs >= CASE job WHEN 'insert' THEN 4 ELSE 7 END AND failures = 0",
@@ -63,14 +85,16 @@ poll_status($primary,
 my $checks = $primary->safe_psql(
 	'ops', q{
 	SELECT
-	  -- every run sits on a slot of its interval
+	  -- every run sits on a slot of its interval (whole seconds for the
+	  -- update job: not the moment a previous run ended or the worker
+	  -- started)
 	  bool_and(extract(epoch FROM scheduled_at)::numeric
-	           % CASE job WHEN 'insert' THEN 5 ELSE 3 END = 0),
+	           % CASE job WHEN 'insert' THEN 2 ELSE 1 END = 0),
 	  -- no slot ran twice
 	  count(*) = count(DISTINCT (job, scheduled_at)),
 	  bool_and(ok)
 	FROM opsdemo_job_history});
-is($checks, 't|t|t', 'runs on multiples of 5 s and 3 s, none twice, all ok');
+is($checks, 't|t|t', 'runs on multiples of 2 s and 1 s, none twice, all ok');
 
 # The insert job inserted one row per run; the update job flipped exactly
 # the rows it reported.
@@ -96,7 +120,7 @@ my $parity = $primary->safe_psql(
 	    FROM opsdemo_job_history WHERE job = 'update')
 	SELECT (SELECT count(DISTINCT p) FROM u),
 	       (SELECT bool_and(p <> prev_p) FROM u
-	         WHERE scheduled_at - prev_at = interval '3 s'),
+	         WHERE scheduled_at - prev_at = interval '1 s'),
 	       (SELECT count(*) FROM t1
 	          JOIN (SELECT p, max(scheduled_at) AS last_at FROM u GROUP BY p) l
 	            ON t1.id % 2 = l.p
@@ -187,15 +211,15 @@ is( $primary->safe_psql('ops', 'SELECT pg_postmaster_start_time()'),
 # ---- SIGHUP: a new interval takes effect without a restart ---------------
 
 $primary->safe_psql('ops',
-	"ALTER SYSTEM SET opsdemo.insert_interval = '2s'; SELECT pg_reload_conf()"
+	"ALTER SYSTEM SET opsdemo.insert_interval = '1s'; SELECT pg_reload_conf()"
 );
 ok( $primary->poll_query_until(
 		'ops',
 		"SELECT count(*) > 0 FROM opsdemo_job_history WHERE job = 'insert' "
-		  . "AND extract(epoch FROM scheduled_at)::numeric % 5 <> 0"),
-	'after a reload the insert job runs on 2 s slots');
+		  . "AND extract(epoch FROM scheduled_at)::numeric % 2 <> 0"),
+	'after a reload the insert job runs on 1 s slots');
 is(status_of($primary, 'insert', 'interval'),
-	'00:00:02', 'the status shows the new interval');
+	'00:00:01', 'the status shows the new interval');
 $primary->safe_psql('ops',
 	"ALTER SYSTEM SET opsdemo.insert_batch_size = 3; SELECT pg_reload_conf()"
 );
@@ -231,11 +255,7 @@ $standby->stop;
 $primary->safe_psql('ops',
 	"CREATE PUBLICATION pub_t1 FOR TABLE t1 "
 	  . "WITH (publish = 'insert', publish_via_partition_root)");
-my $replica = PostgreSQL::Test::Cluster->new('replica');
-$replica->init;
-$replica->append_conf('postgresql.conf', $scheduler_conf);
-$replica->start;
-$replica->safe_psql('postgres', 'CREATE DATABASE ops');
+my $replica = node_with_ops_database('replica', $scheduler_conf);
 $replica->safe_psql('ops', 'CREATE EXTENSION pg_opsdemo');
 my $pub = $primary->connstr . ' dbname=ops';
 $replica->safe_psql('ops',
@@ -277,6 +297,30 @@ sub terminate_worker
 	return;
 }
 
+# The restart the postmaster makes 5 s after a worker died has come: it
+# exited at once, saying so in the log after $offset, or it runs and shows
+# as a scheduler backend (other than $leaving, a stopped one still on its
+# way out).  What the tests below assert about the time after the restart
+# delay, they assert once this is true; they would see a restart that runs.
+sub restart_came
+{
+	my ($node, $offset, $leaving) = @_;
+	$leaving //= 0;
+	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+	while (time() < $deadline)
+	{
+		return 1
+		  if slurp_file($node->logfile, $offset) =~
+		  /pg_opsdemo scheduler stopped by opsdemo_worker_stop\(\) at its restart/;
+		return 1
+		  if $node->safe_psql('ops',
+			"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler' "
+			  . "AND pid <> $leaving") ne '0';
+		usleep(100_000);
+	}
+	return 0;
+}
+
 sub start_worker_again
 {
 	my ($node) = @_;
@@ -299,16 +343,19 @@ start_worker_again($primary);
 # A worker in its restart delay (terminated here; a worker exiting to
 # connect once its role exists is the same) is stopped at its restart.
 $pid = status_of($primary, 'insert', 'worker_pid');
+my $log_offset = -s $primary->logfile;
 terminate_worker($primary, $pid);
 is($primary->safe_psql('ops', 'SELECT opsdemo_worker_stop()'),
 	't', 'opsdemo_worker_stop() in the restart delay asks the restart');
-is( $primary->safe_psql(
+my $schedulers = $primary->safe_psql('ops',
+	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler'");
+ok(restart_came($primary, $log_offset), 'the restart came');
+is( $schedulers . "\n"
+	  . $primary->safe_psql(
 		'ops',
 		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler'"
-		  . "; SELECT pg_sleep(6)"
-		  . "; SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler'"
 		  . "; SELECT DISTINCT state FROM opsdemo_status()"),
-	"0\n\n0\nstopped",
+	"0\n0\nstopped",
 	'no scheduler runs after the restart delay, its state is stopped');
 is($primary->safe_psql('ops', 'SELECT opsdemo_worker_stop()'),
 	'f', 'a second stop finds nothing to stop');
@@ -319,18 +366,23 @@ start_worker_again($primary);
 # opsdemo_worker_start() starts one before the postmaster restarts it): a
 # stop of the running one outlasts that restart too.
 $pid = status_of($primary, 'insert', 'worker_pid');
-my $log_offset = -s $primary->logfile;
+$log_offset = -s $primary->logfile;
 terminate_worker($primary, $pid);
 is($primary->safe_psql('ops', 'SELECT opsdemo_worker_start()'),
 	't', 'opsdemo_worker_start() starts another one meanwhile');
+my $other = status_of($primary, 'insert', 'worker_pid');
 is($primary->safe_psql('ops', 'SELECT opsdemo_worker_stop()'),
 	't', 'which opsdemo_worker_stop() stops');
+ok(restart_came($primary, $log_offset, $other), 'the pending restart came');
+ok( $primary->poll_query_until(
+		'ops',
+		"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $other"),
+	'the stopped one has left');
 is( $primary->safe_psql(
 		'ops',
-		"SELECT pg_sleep(6)"
-		  . "; SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler'"
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler'"
 		  . "; SELECT DISTINCT state FROM opsdemo_status()"),
-	"\n0\nstopped",
+	"0\nstopped",
 	'the pending restart exits too: no scheduler after the restart delay');
 like(
 	substr(slurp_file($primary->logfile), $log_offset),
@@ -347,10 +399,7 @@ SKIP:
 {
 	skip 'pg_cron is not installed', 7 unless -e "$pkglibdir/pg_cron.so";
 
-	my $cron = PostgreSQL::Test::Cluster->new('cron');
-	$cron->init;
-	$cron->append_conf(
-		'postgresql.conf', <<'EOC');
+	my $cron = node_with_ops_database('cron', <<'EOC');
 shared_preload_libraries = 'pg_cron,pg_opsdemo'
 cron.database_name = 'ops'
 # The test cluster listens on a unix socket only, and pg_cron's default is a
@@ -359,9 +408,9 @@ cron.use_background_workers = on
 max_worker_processes = 16
 opsdemo.database = 'ops'
 opsdemo.scheduler = 'pg_cron'
+opsdemo.insert_interval = '2s'
+opsdemo.update_interval = '1s'
 EOC
-	$cron->start;
-	$cron->safe_psql('postgres', 'CREATE DATABASE ops');
 	$cron->safe_psql('ops', 'CREATE EXTENSION pg_cron');
 	$cron->safe_psql('ops', 'CREATE EXTENSION pg_opsdemo');
 	my $version = $cron->safe_psql('ops',
