@@ -57,12 +57,36 @@ $primary->init(allows_streaming => 'logical');
 $primary->append_conf('postgresql.conf', $scheduler_conf);
 $primary->start;
 
+# The clusters of the logical replica and pg_cron sections below are made
+# while the primary's worker waits out its two restart delays (5 s each).
+# The replica's scheduler is off until its subscription exists: a slot
+# between CREATE EXTENSION and CREATE SUBSCRIPTION would run.
+my $replica = node_with_ops_database('replica',
+	$scheduler_conf . "opsdemo.scheduler = off\n");
+
 # opsdemo.database does not exist yet: one failed connection, then the
 # worker waits quietly until it does.
 $primary->wait_for_log(
 	qr/pg_opsdemo scheduler: waiting: database "ops" does not exist/);
 pass('without its database the worker waits, and says so in the log');
 $primary->safe_psql('postgres', 'CREATE DATABASE ops');
+
+my $pkglibdir = `pg_config --pkglibdir`;
+chomp $pkglibdir;
+my $cron;
+$cron = node_with_ops_database('cron', <<'EOC') if -e "$pkglibdir/pg_cron.so";
+shared_preload_libraries = 'pg_cron,pg_opsdemo'
+cron.database_name = 'ops'
+# The test cluster listens on a unix socket only, and pg_cron's default is a
+# libpq connection to localhost: run its jobs in background workers.
+cron.use_background_workers = on
+max_worker_processes = 16
+opsdemo.database = 'ops'
+opsdemo.scheduler = 'pg_cron'
+opsdemo.insert_interval = '2s'
+opsdemo.update_interval = '1s'
+EOC
+
 ok( $primary->poll_query_until(
 		'postgres',
 		"SELECT count(*) = 1 FROM pg_stat_activity "
@@ -76,6 +100,25 @@ my $log = slurp_file($primary->logfile);
 my $fatals = () = $log =~ /FATAL:  database "ops" does not exist/g;
 is($fatals, 1, 'the missing database made exactly one connection attempt fail');
 $primary->safe_psql('ops', 'CREATE EXTENSION pg_opsdemo');
+
+# ---- hot standby: idle, then promoted: works ------------------------------
+
+# Made now, while the primary's jobs run the slots checked below.
+$primary->backup('bk');
+my $standby = PostgreSQL::Test::Cluster->new('standby');
+$standby->init_from_backup($primary, 'bk', has_streaming => 1);
+$standby->start;
+ok( $standby->poll_query_until(
+		'ops',
+		"SELECT bool_and(state = 'idle: hot standby, waiting for promotion') "
+		  . "FROM opsdemo_status()"),
+	'on a hot standby the worker idles');
+is($standby->safe_psql('ops', 'SELECT sum(runs) FROM opsdemo_status()'),
+	'0', 'and runs nothing');
+$standby->promote;
+poll_status($standby, "state = 'running' AND runs > 0",
+	'after promotion it runs, without a restart');
+$standby->stop;
 
 # ---- normal operation: 4 insert and 7 update runs ---------------------------
 
@@ -230,24 +273,6 @@ $primary->safe_psql('ops',
 	"ALTER SYSTEM RESET opsdemo.insert_interval; "
 	  . "ALTER SYSTEM RESET opsdemo.insert_batch_size; SELECT pg_reload_conf()");
 
-# ---- hot standby: idle, then promoted: works ------------------------------
-
-$primary->backup('bk');
-my $standby = PostgreSQL::Test::Cluster->new('standby');
-$standby->init_from_backup($primary, 'bk', has_streaming => 1);
-$standby->start;
-ok( $standby->poll_query_until(
-		'ops',
-		"SELECT bool_and(state = 'idle: hot standby, waiting for promotion') "
-		  . "FROM opsdemo_status()"),
-	'on a hot standby the worker idles');
-is($standby->safe_psql('ops', 'SELECT sum(runs) FROM opsdemo_status()'),
-	'0', 'and runs nothing');
-$standby->promote;
-poll_status($standby, "state = 'running' AND runs > 0",
-	'after promotion it runs, without a restart');
-$standby->stop;
-
 # ---- logical replica of t1: refuses unless forced ------------------------
 
 # Inserts only: how updates of t1 replicate (replica identity) is the
@@ -255,11 +280,12 @@ $standby->stop;
 $primary->safe_psql('ops',
 	"CREATE PUBLICATION pub_t1 FOR TABLE t1 "
 	  . "WITH (publish = 'insert', publish_via_partition_root)");
-my $replica = node_with_ops_database('replica', $scheduler_conf);
 $replica->safe_psql('ops', 'CREATE EXTENSION pg_opsdemo');
 my $pub = $primary->connstr . ' dbname=ops';
 $replica->safe_psql('ops',
 	"CREATE SUBSCRIPTION sub_t1 CONNECTION '$pub' PUBLICATION pub_t1");
+$replica->safe_psql('ops',
+	"ALTER SYSTEM SET opsdemo.scheduler = worker; SELECT pg_reload_conf()");
 ok( $replica->poll_query_until(
 		'ops',
 		"SELECT bool_and(state LIKE 'refused: this node is a logical replica of t1 (subscription \"sub_t1\")%') "
@@ -393,24 +419,10 @@ $primary->stop;
 
 # ---- pg_cron mode ----------------------------------------------------------
 
-my $pkglibdir = `pg_config --pkglibdir`;
-chomp $pkglibdir;
 SKIP:
 {
-	skip 'pg_cron is not installed', 7 unless -e "$pkglibdir/pg_cron.so";
+	skip 'pg_cron is not installed', 7 unless $cron;
 
-	my $cron = node_with_ops_database('cron', <<'EOC');
-shared_preload_libraries = 'pg_cron,pg_opsdemo'
-cron.database_name = 'ops'
-# The test cluster listens on a unix socket only, and pg_cron's default is a
-# libpq connection to localhost: run its jobs in background workers.
-cron.use_background_workers = on
-max_worker_processes = 16
-opsdemo.database = 'ops'
-opsdemo.scheduler = 'pg_cron'
-opsdemo.insert_interval = '2s'
-opsdemo.update_interval = '1s'
-EOC
 	$cron->safe_psql('ops', 'CREATE EXTENSION pg_cron');
 	$cron->safe_psql('ops', 'CREATE EXTENSION pg_opsdemo');
 	my $version = $cron->safe_psql('ops',
