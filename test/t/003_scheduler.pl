@@ -101,24 +101,79 @@ my $fatals = () = $log =~ /FATAL:  database "ops" does not exist/g;
 is($fatals, 1, 'the missing database made exactly one connection attempt fail');
 $primary->safe_psql('ops', 'CREATE EXTENSION pg_opsdemo');
 
-# ---- hot standby: idle, then promoted: works ------------------------------
+# ---- pg_cron mode ----------------------------------------------------------
 
-# Made now, while the primary's jobs run the slots checked below.
-$primary->backup('bk');
-my $standby = PostgreSQL::Test::Cluster->new('standby');
-$standby->init_from_backup($primary, 'bk', has_streaming => 1);
-$standby->start;
-ok( $standby->poll_query_until(
-		'ops',
-		"SELECT bool_and(state = 'idle: hot standby, waiting for promotion') "
-		  . "FROM opsdemo_status()"),
-	'on a hot standby the worker idles');
-is($standby->safe_psql('ops', 'SELECT sum(runs) FROM opsdemo_status()'),
-	'0', 'and runs nothing');
-$standby->promote;
-poll_status($standby, "state = 'running' AND runs > 0",
-	'after promotion it runs, without a restart');
-$standby->stop;
+# On the cron cluster, while the primary's jobs run the slots checked below.
+SKIP:
+{
+	skip 'pg_cron is not installed', 7 unless $cron;
+
+	$cron->safe_psql('ops', 'CREATE EXTENSION pg_cron');
+	$cron->safe_psql('ops', 'CREATE EXTENSION pg_opsdemo');
+	my $version = $cron->safe_psql('ops',
+		"SELECT extversion FROM pg_extension WHERE extname = 'pg_cron'");
+	my ($major, $minor) = $version =~ /^(\d+)\.(\d+)/;
+
+	if ($major > 1 || ($major == 1 && $minor >= 5))
+	{
+		is($cron->safe_psql('ops', 'SELECT opsdemo_schedule_cron()'),
+			'2', "pg_cron $version: both jobs scheduled");
+		ok( $cron->poll_query_until(
+				'ops',
+				"SELECT count(*) >= 2 AND count(*) FILTER (WHERE status = 1) > 0 FROM t1"
+			),
+			'pg_cron runs the insert and update jobs');
+		ok( $cron->poll_query_until(
+				'ops',
+				"SELECT count(DISTINCT job) = 2 FROM opsdemo_job_history WHERE scheduler = 'pg_cron'"
+			),
+			'its runs are recorded in the history');
+		is($cron->safe_psql('ops', 'SELECT opsdemo_unschedule_cron()'),
+			'2', 'both jobs unscheduled');
+	}
+	else
+	{
+		my ($ret, $stdout, $stderr) =
+		  $cron->psql('ops', 'SELECT opsdemo_schedule_cron()');
+		isnt($ret, 0, "pg_cron $version: opsdemo_schedule_cron() fails");
+		like(
+			$stderr,
+			qr/ERROR:  pg_cron \Q$version\E cannot run jobs every few seconds/,
+			'the error says why');
+		like($stderr, qr/HINT:  Use the built-in scheduler/,
+			'and names the built-in worker');
+	}
+	# opsdemo_status() counts pg_cron's runs too (pg_cron >= 1.5 ran some
+	# above): the worker's own runs are the history rows it wrote.
+	my $worker_runs =
+	  q{(SELECT count(*) FROM opsdemo_job_history WHERE scheduler = 'worker')};
+	ok( $cron->poll_query_until(
+			'ops',
+			q{SELECT bool_and(state = 'idle: opsdemo.scheduler is "pg_cron"') }
+			  . "AND $worker_runs = 0 FROM opsdemo_status()"),
+		'with opsdemo.scheduler = pg_cron the worker stays idle');
+
+	# Switched back to the worker while the pg_cron jobs still exist (made
+	# by hand here, so that this works with any pg_cron version): the
+	# worker refuses to run the jobs a second time until they are gone.
+	$cron->safe_psql('ops',
+		"SELECT cron.schedule('opsdemo_update_tick', '* * * * *', 'SELECT 1')");
+	$cron->safe_psql('ops',
+		"ALTER SYSTEM SET opsdemo.scheduler = 'worker'; SELECT pg_reload_conf()");
+	ok( $cron->poll_query_until(
+			'ops',
+			q{SELECT bool_and(state LIKE 'refused: the jobs are scheduled in pg_cron too%') }
+			  . "AND $worker_runs = 0 FROM opsdemo_status()"),
+		'the worker does not run jobs that pg_cron runs');
+	is($cron->safe_psql('ops', 'SELECT opsdemo_unschedule_cron()'),
+		'1', 'opsdemo_unschedule_cron() removes them');
+	ok( $cron->poll_query_until(
+			'ops',
+			q{SELECT bool_and(state = 'running') }
+			  . "AND $worker_runs > 0 FROM opsdemo_status()"),
+		'then the worker takes over');
+	$cron->stop;
+}
 
 # ---- normal operation: 4 insert and 7 update runs ---------------------------
 
@@ -171,12 +226,91 @@ my $parity = $primary->safe_psql(
 is($parity, '2|t|0',
 	'both parities used, consecutive slots alternate, nothing left behind');
 
+# ---- SIGHUP: a new interval takes effect without a restart ---------------
+
+$primary->safe_psql('ops',
+	"ALTER SYSTEM SET opsdemo.insert_interval = '1s'; SELECT pg_reload_conf()"
+);
+ok( $primary->poll_query_until(
+		'ops',
+		"SELECT count(*) > 0 FROM opsdemo_job_history WHERE job = 'insert' "
+		  . "AND extract(epoch FROM scheduled_at)::numeric % 2 <> 0"),
+	'after a reload the insert job runs on 1 s slots');
+is(status_of($primary, 'insert', 'interval'),
+	'00:00:01', 'the status shows the new interval');
+$primary->safe_psql('ops',
+	"ALTER SYSTEM SET opsdemo.insert_batch_size = 3; SELECT pg_reload_conf()"
+);
+ok( $primary->poll_query_until(
+		'ops', 'SELECT count(*) > 0 FROM (SELECT date FROM t1 GROUP BY date HAVING count(*) = 3) b'),
+	'opsdemo.insert_batch_size = 3 inserts three rows per run');
+$primary->safe_psql('ops',
+	"ALTER SYSTEM RESET opsdemo.insert_interval; "
+	  . "ALTER SYSTEM RESET opsdemo.insert_batch_size; SELECT pg_reload_conf()");
+
 # ---- pg_terminate_backend: it comes back ---------------------------------
 
 my $pid = status_of($primary, 'insert', 'worker_pid');
 my $runs = status_of($primary, 'insert', 'runs');
 my $pm_start = $primary->safe_psql('ops', 'SELECT pg_postmaster_start_time()');
 $primary->safe_psql('ops', "SELECT pg_terminate_backend($pid)");
+
+# ---- logical replica of t1: refuses unless forced ------------------------
+
+# On the replica's cluster, while the postmaster waits its 5 s before it
+# starts the primary's worker again.  Inserts only: how updates of t1
+# replicate (replica identity) is the lab's business, not the scheduler's.
+$primary->safe_psql('ops',
+	"CREATE PUBLICATION pub_t1 FOR TABLE t1 "
+	  . "WITH (publish = 'insert', publish_via_partition_root)");
+$replica->safe_psql('ops', 'CREATE EXTENSION pg_opsdemo');
+my $pub = $primary->connstr . ' dbname=ops';
+$replica->safe_psql('ops',
+	"CREATE SUBSCRIPTION sub_t1 CONNECTION '$pub' PUBLICATION pub_t1");
+$replica->safe_psql('ops',
+	"ALTER SYSTEM SET opsdemo.scheduler = worker; SELECT pg_reload_conf()");
+ok( $replica->poll_query_until(
+		'ops',
+		"SELECT bool_and(state LIKE 'refused: this node is a logical replica of t1 (subscription \"sub_t1\")%') "
+		  . "FROM opsdemo_status()"),
+	'on a subscriber of t1 the worker refuses to write');
+$primary->wait_for_catchup('sub_t1');
+is( $replica->safe_psql(
+		'ops',
+		'SELECT sum(runs), (SELECT count(*) FROM opsdemo_job_history) FROM opsdemo_status()'
+	),
+	'0|0',
+	'and runs nothing');
+is($replica->safe_psql('ops', 'SELECT count(*) > 0 FROM t1'),
+	't', 'while the replicated rows arrive');
+$replica->safe_psql('ops',
+	"ALTER SYSTEM SET opsdemo.force_on_subscriber = on; SELECT pg_reload_conf()"
+);
+poll_status($replica, "state = 'running' AND runs > 0",
+	'opsdemo.force_on_subscriber = on lets it write');
+$replica->stop;
+
+# ---- hot standby: idle, then promoted: works ------------------------------
+
+# Made now too, while the primary's worker is still to come back.
+$primary->backup('bk');
+my $standby = PostgreSQL::Test::Cluster->new('standby');
+$standby->init_from_backup($primary, 'bk', has_streaming => 1);
+$standby->start;
+ok( $standby->poll_query_until(
+		'ops',
+		"SELECT bool_and(state = 'idle: hot standby, waiting for promotion') "
+		  . "FROM opsdemo_status()"),
+	'on a hot standby the worker idles');
+is($standby->safe_psql('ops', 'SELECT sum(runs) FROM opsdemo_status()'),
+	'0', 'and runs nothing');
+$standby->promote;
+poll_status($standby, "state = 'running' AND runs > 0",
+	'after promotion it runs, without a restart');
+$standby->stop;
+
+# ---- pg_terminate_backend: the worker is back ------------------------------
+
 poll_status($primary,
 	"worker_pid IS NOT NULL AND worker_pid <> $pid "
 	  . "AND (job <> 'insert' OR runs > $runs)",
@@ -250,62 +384,6 @@ ok( $primary->poll_query_until(
 	'new rows land in it');
 is( $primary->safe_psql('ops', 'SELECT pg_postmaster_start_time()'),
 	$pm_start, 'the cluster never restarted');
-
-# ---- SIGHUP: a new interval takes effect without a restart ---------------
-
-$primary->safe_psql('ops',
-	"ALTER SYSTEM SET opsdemo.insert_interval = '1s'; SELECT pg_reload_conf()"
-);
-ok( $primary->poll_query_until(
-		'ops',
-		"SELECT count(*) > 0 FROM opsdemo_job_history WHERE job = 'insert' "
-		  . "AND extract(epoch FROM scheduled_at)::numeric % 2 <> 0"),
-	'after a reload the insert job runs on 1 s slots');
-is(status_of($primary, 'insert', 'interval'),
-	'00:00:01', 'the status shows the new interval');
-$primary->safe_psql('ops',
-	"ALTER SYSTEM SET opsdemo.insert_batch_size = 3; SELECT pg_reload_conf()"
-);
-ok( $primary->poll_query_until(
-		'ops', 'SELECT count(*) > 0 FROM (SELECT date FROM t1 GROUP BY date HAVING count(*) = 3) b'),
-	'opsdemo.insert_batch_size = 3 inserts three rows per run');
-$primary->safe_psql('ops',
-	"ALTER SYSTEM RESET opsdemo.insert_interval; "
-	  . "ALTER SYSTEM RESET opsdemo.insert_batch_size; SELECT pg_reload_conf()");
-
-# ---- logical replica of t1: refuses unless forced ------------------------
-
-# Inserts only: how updates of t1 replicate (replica identity) is the
-# lab's business, not the scheduler's.
-$primary->safe_psql('ops',
-	"CREATE PUBLICATION pub_t1 FOR TABLE t1 "
-	  . "WITH (publish = 'insert', publish_via_partition_root)");
-$replica->safe_psql('ops', 'CREATE EXTENSION pg_opsdemo');
-my $pub = $primary->connstr . ' dbname=ops';
-$replica->safe_psql('ops',
-	"CREATE SUBSCRIPTION sub_t1 CONNECTION '$pub' PUBLICATION pub_t1");
-$replica->safe_psql('ops',
-	"ALTER SYSTEM SET opsdemo.scheduler = worker; SELECT pg_reload_conf()");
-ok( $replica->poll_query_until(
-		'ops',
-		"SELECT bool_and(state LIKE 'refused: this node is a logical replica of t1 (subscription \"sub_t1\")%') "
-		  . "FROM opsdemo_status()"),
-	'on a subscriber of t1 the worker refuses to write');
-$primary->wait_for_catchup('sub_t1');
-is( $replica->safe_psql(
-		'ops',
-		'SELECT sum(runs), (SELECT count(*) FROM opsdemo_job_history) FROM opsdemo_status()'
-	),
-	'0|0',
-	'and runs nothing');
-is($replica->safe_psql('ops', 'SELECT count(*) > 0 FROM t1'),
-	't', 'while the replicated rows arrive');
-$replica->safe_psql('ops',
-	"ALTER SYSTEM SET opsdemo.force_on_subscriber = on; SELECT pg_reload_conf()"
-);
-poll_status($replica, "state = 'running' AND runs > 0",
-	'opsdemo.force_on_subscriber = on lets it write');
-$replica->stop;
 
 # ---- stop and start from SQL ---------------------------------------------
 
@@ -416,78 +494,5 @@ like(
 	'the restart says why it exits');
 start_worker_again($primary);
 $primary->stop;
-
-# ---- pg_cron mode ----------------------------------------------------------
-
-SKIP:
-{
-	skip 'pg_cron is not installed', 7 unless $cron;
-
-	$cron->safe_psql('ops', 'CREATE EXTENSION pg_cron');
-	$cron->safe_psql('ops', 'CREATE EXTENSION pg_opsdemo');
-	my $version = $cron->safe_psql('ops',
-		"SELECT extversion FROM pg_extension WHERE extname = 'pg_cron'");
-	my ($major, $minor) = $version =~ /^(\d+)\.(\d+)/;
-
-	if ($major > 1 || ($major == 1 && $minor >= 5))
-	{
-		is($cron->safe_psql('ops', 'SELECT opsdemo_schedule_cron()'),
-			'2', "pg_cron $version: both jobs scheduled");
-		ok( $cron->poll_query_until(
-				'ops',
-				"SELECT count(*) >= 2 AND count(*) FILTER (WHERE status = 1) > 0 FROM t1"
-			),
-			'pg_cron runs the insert and update jobs');
-		ok( $cron->poll_query_until(
-				'ops',
-				"SELECT count(DISTINCT job) = 2 FROM opsdemo_job_history WHERE scheduler = 'pg_cron'"
-			),
-			'its runs are recorded in the history');
-		is($cron->safe_psql('ops', 'SELECT opsdemo_unschedule_cron()'),
-			'2', 'both jobs unscheduled');
-	}
-	else
-	{
-		my ($ret, $stdout, $stderr) =
-		  $cron->psql('ops', 'SELECT opsdemo_schedule_cron()');
-		isnt($ret, 0, "pg_cron $version: opsdemo_schedule_cron() fails");
-		like(
-			$stderr,
-			qr/ERROR:  pg_cron \Q$version\E cannot run jobs every few seconds/,
-			'the error says why');
-		like($stderr, qr/HINT:  Use the built-in scheduler/,
-			'and names the built-in worker');
-	}
-	# opsdemo_status() counts pg_cron's runs too (pg_cron >= 1.5 ran some
-	# above): the worker's own runs are the history rows it wrote.
-	my $worker_runs =
-	  q{(SELECT count(*) FROM opsdemo_job_history WHERE scheduler = 'worker')};
-	ok( $cron->poll_query_until(
-			'ops',
-			q{SELECT bool_and(state = 'idle: opsdemo.scheduler is "pg_cron"') }
-			  . "AND $worker_runs = 0 FROM opsdemo_status()"),
-		'with opsdemo.scheduler = pg_cron the worker stays idle');
-
-	# Switched back to the worker while the pg_cron jobs still exist (made
-	# by hand here, so that this works with any pg_cron version): the
-	# worker refuses to run the jobs a second time until they are gone.
-	$cron->safe_psql('ops',
-		"SELECT cron.schedule('opsdemo_update_tick', '* * * * *', 'SELECT 1')");
-	$cron->safe_psql('ops',
-		"ALTER SYSTEM SET opsdemo.scheduler = 'worker'; SELECT pg_reload_conf()");
-	ok( $cron->poll_query_until(
-			'ops',
-			q{SELECT bool_and(state LIKE 'refused: the jobs are scheduled in pg_cron too%') }
-			  . "AND $worker_runs = 0 FROM opsdemo_status()"),
-		'the worker does not run jobs that pg_cron runs');
-	is($cron->safe_psql('ops', 'SELECT opsdemo_unschedule_cron()'),
-		'1', 'opsdemo_unschedule_cron() removes them');
-	ok( $cron->poll_query_until(
-			'ops',
-			q{SELECT bool_and(state = 'running') }
-			  . "AND $worker_runs > 0 FROM opsdemo_status()"),
-		'then the worker takes over');
-	$cron->stop;
-}
 
 done_testing();
