@@ -111,8 +111,8 @@ poll_status('consecutive_failures = 0', 'the jobs succeed again');
 # the default 3 s: a tick flips a small part of it (some 20,000 rows on a
 # 2-core machine), so each parity takes several slots (asserted below),
 # and a tick that tried to flip all rows of its parity at once would hit
-# its statement timeout.  The batches are bounded by opsdemo.update_batch_size, whatever
-# the size.
+# its statement timeout.  The batches are bounded by
+# opsdemo.update_batch_size, whatever the size.
 my $backlog_rows = 300000;
 my $batch_rows = 2000;
 
