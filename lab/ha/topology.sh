@@ -263,6 +263,9 @@ topology_cmd_switchover() {
 
 leader_is_not() { local l; l=$(current_leader) && [[ $l != "$1" ]]; }
 
+# Asked again on every poll of wait_until.
+leader_is() { local l; l=$(current_leader) && [[ $l == "$1" ]]; }
+
 # failover [NODE]: the leader's role is taken by NODE (default: a
 # synchronous replica) without asking the leader: for when it is unhealthy.
 topology_cmd_failover() {
@@ -277,7 +280,7 @@ topology_cmd_failover() {
 	fi
 	[[ $candidate != "$leader" ]] || die "$candidate leads already"
 	patronictl "$candidate" failover --force --candidate "$candidate"
-	wait_until 60 test "$(current_leader || true)" = "$candidate" || die "$candidate does not lead after 60 s"
+	wait_until 60 leader_is "$candidate" || die "$candidate does not lead after 60 s"
 	say "leader now: $candidate"
 }
 
