@@ -169,7 +169,7 @@ ha_kill_leader_under_writer() { # leader writer-output
 	cid=$(node_cid "$1")
 	ha_kill_epoch=$(date +%s.%N)
 	docker kill -s KILL "$cid" >/dev/null || return 1
-	wait_until 30 ha_exited_137 "$cid" || { echo "    $1: $(container_state "$cid")"; return 1; }
+	wait_until 30 exited_137 "$cid" || { echo "    $1: $(container_state "$cid")"; return 1; }
 	wait_until 90 ha_acked_after "$2" "$ha_kill_epoch" || { echo "    no write accepted within 90 s of the kill:"; tail -n 5 "$2" | sed 's/^/      /'; return 1; }
 	first=$(ha_acked_after "$2" "$ha_kill_epoch")
 	ha_failover_times+=("$(awk -v a="$ha_kill_epoch" -v b="$first" 'BEGIN { printf "%.1f", b - a }')")
@@ -189,8 +189,6 @@ ha_kill_leader_under_writer() { # leader writer-output
 # The first write accepted after the kill: the first ack that follows a
 # failure after it (acks printed just after the kill came from the old
 # leader: their commits were on the way when it died).
-ha_exited_137() { [[ $(container_state "$1") == "exited 137" ]]; }
-
 ha_acked_after() { # writer-output epoch -> epoch of that ack
 	awk -v t="$2" '$1 == "fail" && $3 > t { failed = 1 }
 		failed && $1 == "ack" { print $3; found = 1; exit } END { exit !found }' "$1"
