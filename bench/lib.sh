@@ -1,38 +1,37 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2154  # bench_name, settings, shown_settings: see below
-# Shared by the bench/ scripts (sourced, not run): a throwaway PostgreSQL
-# server (lib/pgserver.sh), the report header that records the machine, and
-# small helpers.
+# Shared by the bench/ scripts that run on a throwaway PostgreSQL server
+# (sourced, not run): the server (lib/pgserver.sh), the report header that
+# records the machine, the server and its settings, and bench/report.sh.
 #
-# The sourcing script sets before sourcing:
-#   bench_name   its name, e.g. generate (messages, report file name)
-#   settings     array of postgresql.conf lines for the server
+# The sourcing script sets bench_name before sourcing, and before it calls
+# start_server and report_header:
+#   settings        array of postgresql.conf lines for the server
 #   shown_settings  array of setting names the report prints
 # and may define bench_cleanup_hook, called first on exit.
 # After sourcing it has: $repo $bench_dir $report $work $port,
-# psql_bench (psql on database opsdemo_bench), out, note, die, calc, median,
-# short_count, positive_int, start_server, report_header, and lib/pgserver.sh's
-# functions (as_server_user runs a command as the server's user).
+# psql_bench (psql on database opsdemo_bench), start_server,
+# report_header, bench/report.sh's helpers (die, out, note, calc, median,
+# ratio, report_target, positive_int, ...) and lib/pgserver.sh's functions
+# (as_server_user runs a command as the server's user).
+#
+# It uses the PostgreSQL of $PG_CONFIG (default: pg_config on PATH) and the
+# pg_opsdemo installed into it.  Inside a container of bench/container.sh
+# (BENCH_CONTAINER_IMAGE set) those are the image's, and the report goes
+# to $BENCH_RESULTS_DIR there (the host half copies it from stdout).
 
 # Failures inside $(...) count too (values are computed in assignments).
 shopt -s inherit_errexit
-
-die() {
-	echo "bench/$bench_name: $*" >&2
-	exit 1
-}
-
-positive_int() { # name value
-	[[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive integer, got '$2'"
-}
 
 # shellcheck source=lib/pgserver.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/pgserver.sh"
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bench_dir=$repo/bench
-results_dir=$bench_dir/results
+results_dir=${BENCH_RESULTS_DIR:-$bench_dir/results}
 report=$results_dir/$bench_name-latest.txt
+# shellcheck source=bench/report.sh
+source "$bench_dir/report.sh"
 
 # Untranslated messages, UTF8 cluster (as test/run-tests does).
 pgserver_locale
@@ -86,9 +85,6 @@ fi
 mkdir -p "$results_dir"
 : >"$report"
 
-# shellcheck source=bench/report.sh
-source "$bench_dir/report.sh"
-
 # psql on the benchmark database; SQL on stdin or in -c.
 psql_bench() {
 	psql -X -q -At -v ON_ERROR_STOP=1 -h "$work" -p "$port" -U postgres \
@@ -105,38 +101,23 @@ start_server() {
 
 # The machine, the server and the build the figures belong to.
 report_header() {
-	local cpu_model mem_total_kb revision installed_so so_note now ram_gib
-	local pg_version so_date server_user settings_in settings_used
-	cpu_model=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') || true
-	mem_total_kb=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)
-	revision=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null) || revision=unknown
-	if [[ $revision != unknown && -n $(git -C "$repo" status --porcelain 2>/dev/null) ]]; then
-		revision="$revision + uncommitted changes"
-	fi
+	local installed_so so_note server_user where
 	installed_so=$("$PG_CONFIG" --pkglibdir)/pg_opsdemo.so
 	so_note=
-	if [[ -f $repo/pg_opsdemo.so ]] && ! cmp -s "$repo/pg_opsdemo.so" "$installed_so"; then
+	if [[ -z ${BENCH_CONTAINER_IMAGE-} && -f $repo/pg_opsdemo.so ]] &&
+		! cmp -s "$repo/pg_opsdemo.so" "$installed_so"; then
 		so_note="  (WARNING: differs from the checkout's build; run make install)"
 	fi
-	now=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
-	ram_gib=$(calc '%.1f' 'kb / 1048576' kb="$mem_total_kb")
-	pg_version=$(psql_bench -c 'SELECT version()')
-	so_date=$(date -u -r "$installed_so" '+%Y-%m-%d %H:%M:%S UTC')
 	server_user=$bench_user
 	((EUID == 0)) || server_user=$(id -un)
-	settings_in=$(printf "'%s'," "${shown_settings[@]}")
-	settings_used=$(psql_bench -c "SELECT '  ' || rpad(name, 22) || current_setting(name)
-		FROM pg_settings WHERE name IN (${settings_in%,}) ORDER BY name")
+	where=
+	[[ -z ${BENCH_CONTAINER_IMAGE-} ]] || where=", in a container of $BENCH_CONTAINER_IMAGE"
 
-	out "pg_opsdemo bench/$bench_name"
-	out "date:        $now"
-	out "machine:     $(nproc) CPUs, ${cpu_model:-unknown CPU}, $ram_gib GiB RAM"
-	out "kernel:      $(uname -sr)"
-	out "load:        $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15-min load average at the start)"
-	out "postgresql:  $pg_version"
-	out "extension:   pg_opsdemo at checkout $revision"
-	out "library:     $installed_so, $so_date$so_note"
-	out "server:      throwaway cluster, unix socket only, run as $server_user"
+	report_machine ""
+	out "postgresql:  $(psql_bench -c 'SELECT version()')"
+	out "extension:   pg_opsdemo at checkout $(checkout_revision)"
+	out "library:     $installed_so, $(date -u -r "$installed_so" '+%Y-%m-%d %H:%M:%S UTC')$so_note"
+	out "server:      throwaway cluster, unix socket only, run as $server_user$where"
 	out "settings:"
-	out "$settings_used"
+	out "$(psql_bench -c "$(settings_sql "${shown_settings[@]}")")"
 }

@@ -169,7 +169,7 @@ ha_kill_leader_under_writer() { # leader writer-output
 	cid=$(node_cid "$1")
 	ha_kill_epoch=$(date +%s.%N)
 	docker kill -s KILL "$cid" >/dev/null || return 1
-	wait_until 30 ha_exited_137 "$cid" || { echo "    $1: $(container_state "$cid")"; return 1; }
+	wait_until 30 exited_137 "$cid" || { echo "    $1: $(container_state "$cid")"; return 1; }
 	wait_until 90 ha_acked_after "$2" "$ha_kill_epoch" || { echo "    no write accepted within 90 s of the kill:"; tail -n 5 "$2" | sed 's/^/      /'; return 1; }
 	first=$(ha_acked_after "$2" "$ha_kill_epoch")
 	ha_failover_times+=("$(awk -v a="$ha_kill_epoch" -v b="$first" 'BEGIN { printf "%.1f", b - a }')")
@@ -189,8 +189,6 @@ ha_kill_leader_under_writer() { # leader writer-output
 # The first write accepted after the kill: the first ack that follows a
 # failure after it (acks printed just after the kill came from the old
 # leader: their commits were on the way when it died).
-ha_exited_137() { [[ $(container_state "$1") == "exited 137" ]]; }
-
 ha_acked_after() { # writer-output epoch -> epoch of that ack
 	awk -v t="$2" '$1 == "fail" && $3 > t { failed = 1 }
 		failed && $1 == "ack" { print $3; found = 1; exit } END { exit !found }' "$1"
@@ -220,7 +218,7 @@ ha_has_all_acked() { # node
 # exact on each.
 ha_mv_sum_everywhere() { # leader
 	local lsn node rc=0
-	lsn=$(q "$1" "SELECT pg_current_wal_lsn()")
+	lsn=$(q "$1" "SELECT pg_current_wal_lsn()") && [[ -n $lsn ]] || { echo "    $1 is not a primary"; return 1; }
 	for node in "${ha_nodes[@]}"; do
 		[[ $node == "$1" ]] || wait_until 60 node_true "$node" "SELECT pg_last_wal_replay_lsn() >= '$lsn'" ||
 			{ echo "    $node did not replay up to $lsn"; rc=1; }
@@ -409,6 +407,7 @@ ha_tests() { # full|core (the same set: PostgreSQL 17 only)
 	check "PG$pg: ha: HAProxy's read-write port reaches the leader, its read-only port a replica" ha_proxies_right
 	check "PG$pg: ha: the jobs run on the leader, the replicas' workers idle" ha_jobs_on_leader "$leader"
 	check "PG$pg: ha: status shows the members, HAProxy's view and the jobs" ha_status_complete
+	check "PG$pg: ha: Patroni's unsafe REST endpoints refuse a non-member (HAProxy's container: 403), a member may" ha_unsafe_api_members_only "$leader"
 	check "PG$pg: ha: the writers' tables" q "$leader" "CREATE TABLE acked (n bigint NOT NULL, at timestamptz DEFAULT clock_timestamp());
 		CREATE TABLE split (tag text)"
 
@@ -463,6 +462,26 @@ ha_manual_failover() { # leader
 	ha_all_streaming "$new" || return 1
 	# Its rows: a write through HAProxy reaches the new leader.
 	ha_write_through_proxy "after-failover-$RANDOM"
+}
+
+# POST /failover naming no member: harmless if it were taken (Patroni
+# refuses the candidate), so only the status tells who may call it.
+ha_api_post_status() { # from-node to-node
+	docker exec "$(node_cid "$1")" python3 -c 'import sys, urllib.request, urllib.error
+req = urllib.request.Request("http://%s:8008/failover" % sys.argv[1], data=b"{\"candidate\": \"nosuch\"}", method="POST")
+try:
+    print(urllib.request.urlopen(req, timeout=5).status)
+except urllib.error.HTTPError as e:
+    print(e.code)' "$2"
+}
+
+ha_unsafe_api_members_only() { # leader
+	local other from_proxy from_member
+	from_proxy=$(ha_api_post_status haproxy "$1") || return 1
+	for other in "${ha_nodes[@]}"; do [[ $other == "$1" ]] || break; done
+	from_member=$(ha_api_post_status "$other" "$1") || return 1
+	echo "    POST /failover on $1: from haproxy $from_proxy, from $other $from_member"
+	[[ $from_proxy == 403 && $from_member != 403 ]]
 }
 
 ha_switchover() { # leader

@@ -91,38 +91,33 @@ except urllib.error.HTTPError as e:
     print(e.read().decode()); sys.exit(2)' "$2" 2>/dev/null
 }
 
-# "name role state timeline lag" of every member, from the first pg node
-# whose Patroni answers (its view of the DCS).
-cluster_members() {
+# A REST path of the first pg node on the network whose Patroni answers
+# (its view of the DCS), read by a Python script run in that node: the
+# body is its sys.argv[1].
+ask_patroni() { # path script
 	local node out
 	for node in $(running_nodes); do
 		[[ $node == pg* ]] || continue
 		node_partitioned "$node" && continue
-		out=$(patroni_get "$node" /cluster) || continue
-		python3_in_node "$node" 'import json, sys
-for m in json.loads(sys.argv[1]).get("members", []):
-    print(m["name"], m["role"], m["state"], m.get("timeline", "-"), m.get("lag", "-"))' "$out" && return 0
+		out=$(patroni_get "$node" "$1") || continue
+		docker exec "$(node_cid "$node")" python3 -c "$2" "$out" && return 0
 	done
 	return 1
 }
 
-python3_in_node() { # node script args...
-	docker exec "$(node_cid "$1")" python3 -c "$2" "${@:3}"
+# "name role state timeline lag" of every member.
+cluster_members() {
+	ask_patroni /cluster 'import json, sys
+for m in json.loads(sys.argv[1]).get("members", []):
+    print(m["name"], m["role"], m["state"], m.get("timeline", "-"), m.get("lag", "-"))'
 }
 
 # The timings in force: Patroni's dynamic configuration in etcd (the env
 # file's only reached it when the cluster was first formed).
 dcs_timings() {
-	local node out
-	for node in $(running_nodes); do
-		[[ $node == pg* ]] || continue
-		node_partitioned "$node" && continue
-		out=$(patroni_get "$node" /config) || continue
-		python3_in_node "$node" 'import json, sys
+	ask_patroni /config 'import json, sys
 c = json.loads(sys.argv[1])
-print("ttl %s, loop_wait %s, retry_timeout %s" % (c.get("ttl"), c.get("loop_wait"), c.get("retry_timeout")))' "$out" && return 0
-	done
-	return 1
+print("ttl %s, loop_wait %s, retry_timeout %s" % (c.get("ttl"), c.get("loop_wait"), c.get("retry_timeout")))'
 }
 
 # The leader by the DCS, running (fails if there is none).
@@ -268,6 +263,9 @@ topology_cmd_switchover() {
 
 leader_is_not() { local l; l=$(current_leader) && [[ $l != "$1" ]]; }
 
+# Asked again on every poll of wait_until.
+leader_is() { local l; l=$(current_leader) && [[ $l == "$1" ]]; }
+
 # failover [NODE]: the leader's role is taken by NODE (default: a
 # synchronous replica) without asking the leader: for when it is unhealthy.
 topology_cmd_failover() {
@@ -282,7 +280,7 @@ topology_cmd_failover() {
 	fi
 	[[ $candidate != "$leader" ]] || die "$candidate leads already"
 	patronictl "$candidate" failover --force --candidate "$candidate"
-	wait_until 60 test "$(current_leader || true)" = "$candidate" || die "$candidate does not lead after 60 s"
+	wait_until 60 leader_is "$candidate" || die "$candidate does not lead after 60 s"
 	say "leader now: $candidate"
 }
 

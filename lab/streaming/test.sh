@@ -23,8 +23,11 @@ st_sync_states() { # primary
 		FROM pg_stat_replication WHERE state = 'streaming'"
 }
 
+st_sync_states_are() { [[ $(st_sync_states "$1") == "$2" ]]; }
+
+# wait_until runs st_sync_states_are again on every poll.
 st_sync_is() { # primary expected
-	wait_until 20 test "$(st_sync_states "$1")" = "$2" || { echo "    $1: $(st_sync_states "$1"), expected $2"; return 1; }
+	wait_until 20 st_sync_states_are "$1" "$2" || { echo "    $1: $(st_sync_states "$1"), expected $2"; return 1; }
 }
 
 st_sync() { # spec expected

@@ -9,10 +9,17 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(usleep);
 
+# Shorter intervals than the default 5 s and 3 s, so that every wait for a
+# slot is short.  The update interval stays odd (1 s), so that consecutive
+# update slots still alternate between even and odd seconds; the tick's
+# budget (the shorter interval) is 1 s, its lock_timeout half of that.
 my $scheduler_conf = <<'EOC';
 shared_preload_libraries = 'pg_opsdemo'
 opsdemo.database = 'ops'
+opsdemo.insert_interval = '2s'
+opsdemo.update_interval = '1s'
 EOC
 
 sub status_of
@@ -20,6 +27,21 @@ sub status_of
 	my ($node, $job, $column) = @_;
 	return $node->safe_psql('ops',
 		"SELECT $column FROM opsdemo_status() WHERE job = '$job'");
+}
+
+# A new cluster with its database "ops" made before the scheduler is
+# loaded with $conf: its worker connects at once (the primary below shows
+# the wait for a missing database, which costs two 5 s restart delays).
+sub node_with_ops_database
+{
+	my ($name, $conf) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE DATABASE ops');
+	$node->append_conf('postgresql.conf', $conf);
+	$node->restart;
+	return $node;
 }
 
 sub poll_status
@@ -35,12 +57,36 @@ $primary->init(allows_streaming => 'logical');
 $primary->append_conf('postgresql.conf', $scheduler_conf);
 $primary->start;
 
+# The clusters of the logical replica and pg_cron sections below are made
+# while the primary's worker waits out its two restart delays (5 s each).
+# The replica's scheduler is off until its subscription exists: a slot
+# between CREATE EXTENSION and CREATE SUBSCRIPTION would run.
+my $replica = node_with_ops_database('replica',
+	$scheduler_conf . "opsdemo.scheduler = off\n");
+
 # opsdemo.database does not exist yet: one failed connection, then the
 # worker waits quietly until it does.
 $primary->wait_for_log(
 	qr/pg_opsdemo scheduler: waiting: database "ops" does not exist/);
 pass('without its database the worker waits, and says so in the log');
 $primary->safe_psql('postgres', 'CREATE DATABASE ops');
+
+my $pkglibdir = `pg_config --pkglibdir`;
+chomp $pkglibdir;
+my $cron;
+$cron = node_with_ops_database('cron', <<'EOC') if -e "$pkglibdir/pg_cron.so";
+shared_preload_libraries = 'pg_cron,pg_opsdemo'
+cron.database_name = 'ops'
+# The test cluster listens on a unix socket only, and pg_cron's default is a
+# libpq connection to localhost: run its jobs in background workers.
+cron.use_background_workers = on
+max_worker_processes = 16
+opsdemo.database = 'ops'
+opsdemo.scheduler = 'pg_cron'
+opsdemo.insert_interval = '2s'
+opsdemo.update_interval = '1s'
+EOC
+
 ok( $primary->poll_query_until(
 		'postgres',
 		"SELECT count(*) = 1 FROM pg_stat_activity "
@@ -55,7 +101,81 @@ my $fatals = () = $log =~ /FATAL:  database "ops" does not exist/g;
 is($fatals, 1, 'the missing database made exactly one connection attempt fail');
 $primary->safe_psql('ops', 'CREATE EXTENSION pg_opsdemo');
 
-# ---- about 20 s of normal operation -------------------------------------
+# ---- pg_cron mode ----------------------------------------------------------
+
+# On the cron cluster, while the primary's jobs run the slots checked below.
+SKIP:
+{
+	skip 'pg_cron is not installed', 7 unless $cron;
+
+	$cron->safe_psql('ops', 'CREATE EXTENSION pg_cron');
+	$cron->safe_psql('ops', 'CREATE EXTENSION pg_opsdemo');
+	my $version = $cron->safe_psql('ops',
+		"SELECT extversion FROM pg_extension WHERE extname = 'pg_cron'");
+	my ($major, $minor) = $version =~ /^(\d+)\.(\d+)/;
+
+	if ($major > 1 || ($major == 1 && $minor >= 5))
+	{
+		is($cron->safe_psql('ops', 'SELECT opsdemo_schedule_cron()'),
+			'2', "pg_cron $version: both jobs scheduled");
+		ok( $cron->poll_query_until(
+				'ops',
+				"SELECT count(*) >= 2 AND count(*) FILTER (WHERE status = 1) > 0 FROM t1"
+			),
+			'pg_cron runs the insert and update jobs');
+		ok( $cron->poll_query_until(
+				'ops',
+				"SELECT count(DISTINCT job) = 2 FROM opsdemo_job_history WHERE scheduler = 'pg_cron'"
+			),
+			'its runs are recorded in the history');
+		is($cron->safe_psql('ops', 'SELECT opsdemo_unschedule_cron()'),
+			'2', 'both jobs unscheduled');
+	}
+	else
+	{
+		my ($ret, $stdout, $stderr) =
+		  $cron->psql('ops', 'SELECT opsdemo_schedule_cron()');
+		isnt($ret, 0, "pg_cron $version: opsdemo_schedule_cron() fails");
+		like(
+			$stderr,
+			qr/ERROR:  pg_cron \Q$version\E cannot run jobs every few seconds/,
+			'the error says why');
+		like($stderr, qr/HINT:  Use the built-in scheduler/,
+			'and names the built-in worker');
+	}
+	# opsdemo_status() counts pg_cron's runs too (pg_cron >= 1.5 ran some
+	# above): the worker's own runs are the history rows it wrote.
+	my $worker_runs =
+	  q{(SELECT count(*) FROM opsdemo_job_history WHERE scheduler = 'worker')};
+	ok( $cron->poll_query_until(
+			'ops',
+			q{SELECT bool_and(state = 'idle: opsdemo.scheduler is "pg_cron"') }
+			  . "AND $worker_runs = 0 FROM opsdemo_status()"),
+		'with opsdemo.scheduler = pg_cron the worker stays idle');
+
+	# Switched back to the worker while the pg_cron jobs still exist (made
+	# by hand here, so that this works with any pg_cron version): the
+	# worker refuses to run the jobs a second time until they are gone.
+	$cron->safe_psql('ops',
+		"SELECT cron.schedule('opsdemo_update_tick', '* * * * *', 'SELECT 1')");
+	$cron->safe_psql('ops',
+		"ALTER SYSTEM SET opsdemo.scheduler = 'worker'; SELECT pg_reload_conf()");
+	ok( $cron->poll_query_until(
+			'ops',
+			q{SELECT bool_and(state LIKE 'refused: the jobs are scheduled in pg_cron too%') }
+			  . "AND $worker_runs = 0 FROM opsdemo_status()"),
+		'the worker does not run jobs that pg_cron runs');
+	is($cron->safe_psql('ops', 'SELECT opsdemo_unschedule_cron()'),
+		'1', 'opsdemo_unschedule_cron() removes them');
+	ok( $cron->poll_query_until(
+			'ops',
+			q{SELECT bool_and(state = 'running') }
+			  . "AND $worker_runs > 0 FROM opsdemo_status()"),
+		'then the worker takes over');
+	$cron->stop;
+}
+
+# ---- normal operation: 4 insert and 7 update runs ---------------------------
 
 poll_status($primary,
 	"runs >= CASE job WHEN 'insert' THEN 4 ELSE 7 END AND failures = 0",
@@ -63,14 +183,16 @@ poll_status($primary,
 my $checks = $primary->safe_psql(
 	'ops', q{
 	SELECT
-	  -- every run sits on a slot of its interval
+	  -- every run sits on a slot of its interval (whole seconds for the
+	  -- update job: not the moment a previous run ended or the worker
+	  -- started)
 	  bool_and(extract(epoch FROM scheduled_at)::numeric
-	           % CASE job WHEN 'insert' THEN 5 ELSE 3 END = 0),
+	           % CASE job WHEN 'insert' THEN 2 ELSE 1 END = 0),
 	  -- no slot ran twice
 	  count(*) = count(DISTINCT (job, scheduled_at)),
 	  bool_and(ok)
 	FROM opsdemo_job_history});
-is($checks, 't|t|t', 'runs on multiples of 5 s and 3 s, none twice, all ok');
+is($checks, 't|t|t', 'runs on multiples of 2 s and 1 s, none twice, all ok');
 
 # The insert job inserted one row per run; the update job flipped exactly
 # the rows it reported.
@@ -96,7 +218,7 @@ my $parity = $primary->safe_psql(
 	    FROM opsdemo_job_history WHERE job = 'update')
 	SELECT (SELECT count(DISTINCT p) FROM u),
 	       (SELECT bool_and(p <> prev_p) FROM u
-	         WHERE scheduled_at - prev_at = interval '3 s'),
+	         WHERE scheduled_at - prev_at = interval '1 s'),
 	       (SELECT count(*) FROM t1
 	          JOIN (SELECT p, max(scheduled_at) AS last_at FROM u GROUP BY p) l
 	            ON t1.id % 2 = l.p
@@ -104,12 +226,91 @@ my $parity = $primary->safe_psql(
 is($parity, '2|t|0',
 	'both parities used, consecutive slots alternate, nothing left behind');
 
+# ---- SIGHUP: a new interval takes effect without a restart ---------------
+
+$primary->safe_psql('ops',
+	"ALTER SYSTEM SET opsdemo.insert_interval = '1s'; SELECT pg_reload_conf()"
+);
+ok( $primary->poll_query_until(
+		'ops',
+		"SELECT count(*) > 0 FROM opsdemo_job_history WHERE job = 'insert' "
+		  . "AND extract(epoch FROM scheduled_at)::numeric % 2 <> 0"),
+	'after a reload the insert job runs on 1 s slots');
+is(status_of($primary, 'insert', 'interval'),
+	'00:00:01', 'the status shows the new interval');
+$primary->safe_psql('ops',
+	"ALTER SYSTEM SET opsdemo.insert_batch_size = 3; SELECT pg_reload_conf()"
+);
+ok( $primary->poll_query_until(
+		'ops', 'SELECT count(*) > 0 FROM (SELECT date FROM t1 GROUP BY date HAVING count(*) = 3) b'),
+	'opsdemo.insert_batch_size = 3 inserts three rows per run');
+$primary->safe_psql('ops',
+	"ALTER SYSTEM RESET opsdemo.insert_interval; "
+	  . "ALTER SYSTEM RESET opsdemo.insert_batch_size; SELECT pg_reload_conf()");
+
 # ---- pg_terminate_backend: it comes back ---------------------------------
 
 my $pid = status_of($primary, 'insert', 'worker_pid');
 my $runs = status_of($primary, 'insert', 'runs');
 my $pm_start = $primary->safe_psql('ops', 'SELECT pg_postmaster_start_time()');
 $primary->safe_psql('ops', "SELECT pg_terminate_backend($pid)");
+
+# ---- logical replica of t1: refuses unless forced ------------------------
+
+# On the replica's cluster, while the postmaster waits its 5 s before it
+# starts the primary's worker again.  Inserts only: how updates of t1
+# replicate (replica identity) is the lab's business, not the scheduler's.
+$primary->safe_psql('ops',
+	"CREATE PUBLICATION pub_t1 FOR TABLE t1 "
+	  . "WITH (publish = 'insert', publish_via_partition_root)");
+$replica->safe_psql('ops', 'CREATE EXTENSION pg_opsdemo');
+my $pub = $primary->connstr . ' dbname=ops';
+$replica->safe_psql('ops',
+	"CREATE SUBSCRIPTION sub_t1 CONNECTION '$pub' PUBLICATION pub_t1");
+$replica->safe_psql('ops',
+	"ALTER SYSTEM SET opsdemo.scheduler = worker; SELECT pg_reload_conf()");
+ok( $replica->poll_query_until(
+		'ops',
+		"SELECT bool_and(state LIKE 'refused: this node is a logical replica of t1 (subscription \"sub_t1\")%') "
+		  . "FROM opsdemo_status()"),
+	'on a subscriber of t1 the worker refuses to write');
+$primary->wait_for_catchup('sub_t1');
+is( $replica->safe_psql(
+		'ops',
+		'SELECT sum(runs), (SELECT count(*) FROM opsdemo_job_history) FROM opsdemo_status()'
+	),
+	'0|0',
+	'and runs nothing');
+is($replica->safe_psql('ops', 'SELECT count(*) > 0 FROM t1'),
+	't', 'while the replicated rows arrive');
+$replica->safe_psql('ops',
+	"ALTER SYSTEM SET opsdemo.force_on_subscriber = on; SELECT pg_reload_conf()"
+);
+poll_status($replica, "state = 'running' AND runs > 0",
+	'opsdemo.force_on_subscriber = on lets it write');
+$replica->stop;
+
+# ---- hot standby: idle, then promoted: works ------------------------------
+
+# Made now too, while the primary's worker is still to come back.
+$primary->backup('bk');
+my $standby = PostgreSQL::Test::Cluster->new('standby');
+$standby->init_from_backup($primary, 'bk', has_streaming => 1);
+$standby->start;
+ok( $standby->poll_query_until(
+		'ops',
+		"SELECT bool_and(state = 'idle: hot standby, waiting for promotion') "
+		  . "FROM opsdemo_status()"),
+	'on a hot standby the worker idles');
+is($standby->safe_psql('ops', 'SELECT sum(runs) FROM opsdemo_status()'),
+	'0', 'and runs nothing');
+$standby->promote;
+poll_status($standby, "state = 'running' AND runs > 0",
+	'after promotion it runs, without a restart');
+$standby->stop;
+
+# ---- pg_terminate_backend: the worker is back ------------------------------
+
 poll_status($primary,
 	"worker_pid IS NOT NULL AND worker_pid <> $pid "
 	  . "AND (job <> 'insert' OR runs > $runs)",
@@ -184,83 +385,6 @@ ok( $primary->poll_query_until(
 is( $primary->safe_psql('ops', 'SELECT pg_postmaster_start_time()'),
 	$pm_start, 'the cluster never restarted');
 
-# ---- SIGHUP: a new interval takes effect without a restart ---------------
-
-$primary->safe_psql('ops',
-	"ALTER SYSTEM SET opsdemo.insert_interval = '2s'; SELECT pg_reload_conf()"
-);
-ok( $primary->poll_query_until(
-		'ops',
-		"SELECT count(*) > 0 FROM opsdemo_job_history WHERE job = 'insert' "
-		  . "AND extract(epoch FROM scheduled_at)::numeric % 5 <> 0"),
-	'after a reload the insert job runs on 2 s slots');
-is(status_of($primary, 'insert', 'interval'),
-	'00:00:02', 'the status shows the new interval');
-$primary->safe_psql('ops',
-	"ALTER SYSTEM SET opsdemo.insert_batch_size = 3; SELECT pg_reload_conf()"
-);
-ok( $primary->poll_query_until(
-		'ops', 'SELECT count(*) > 0 FROM (SELECT date FROM t1 GROUP BY date HAVING count(*) = 3) b'),
-	'opsdemo.insert_batch_size = 3 inserts three rows per run');
-$primary->safe_psql('ops',
-	"ALTER SYSTEM RESET opsdemo.insert_interval; "
-	  . "ALTER SYSTEM RESET opsdemo.insert_batch_size; SELECT pg_reload_conf()");
-
-# ---- hot standby: idle, then promoted: works ------------------------------
-
-$primary->backup('bk');
-my $standby = PostgreSQL::Test::Cluster->new('standby');
-$standby->init_from_backup($primary, 'bk', has_streaming => 1);
-$standby->start;
-ok( $standby->poll_query_until(
-		'ops',
-		"SELECT bool_and(state = 'idle: hot standby, waiting for promotion') "
-		  . "FROM opsdemo_status()"),
-	'on a hot standby the worker idles');
-is($standby->safe_psql('ops', 'SELECT sum(runs) FROM opsdemo_status()'),
-	'0', 'and runs nothing');
-$standby->promote;
-poll_status($standby, "state = 'running' AND runs > 0",
-	'after promotion it runs, without a restart');
-$standby->stop;
-
-# ---- logical replica of t1: refuses unless forced ------------------------
-
-# Inserts only: how updates of t1 replicate (replica identity) is the
-# lab's business, not the scheduler's.
-$primary->safe_psql('ops',
-	"CREATE PUBLICATION pub_t1 FOR TABLE t1 "
-	  . "WITH (publish = 'insert', publish_via_partition_root)");
-my $replica = PostgreSQL::Test::Cluster->new('replica');
-$replica->init;
-$replica->append_conf('postgresql.conf', $scheduler_conf);
-$replica->start;
-$replica->safe_psql('postgres', 'CREATE DATABASE ops');
-$replica->safe_psql('ops', 'CREATE EXTENSION pg_opsdemo');
-my $pub = $primary->connstr . ' dbname=ops';
-$replica->safe_psql('ops',
-	"CREATE SUBSCRIPTION sub_t1 CONNECTION '$pub' PUBLICATION pub_t1");
-ok( $replica->poll_query_until(
-		'ops',
-		"SELECT bool_and(state LIKE 'refused: this node is a logical replica of t1 (subscription \"sub_t1\")%') "
-		  . "FROM opsdemo_status()"),
-	'on a subscriber of t1 the worker refuses to write');
-$primary->wait_for_catchup('sub_t1');
-is( $replica->safe_psql(
-		'ops',
-		'SELECT sum(runs), (SELECT count(*) FROM opsdemo_job_history) FROM opsdemo_status()'
-	),
-	'0|0',
-	'and runs nothing');
-is($replica->safe_psql('ops', 'SELECT count(*) > 0 FROM t1'),
-	't', 'while the replicated rows arrive');
-$replica->safe_psql('ops',
-	"ALTER SYSTEM SET opsdemo.force_on_subscriber = on; SELECT pg_reload_conf()"
-);
-poll_status($replica, "state = 'running' AND runs > 0",
-	'opsdemo.force_on_subscriber = on lets it write');
-$replica->stop;
-
 # ---- stop and start from SQL ---------------------------------------------
 
 # The worker terminated: the postmaster starts it again after its restart
@@ -275,6 +399,30 @@ sub terminate_worker
 		),
 		'the terminated worker is gone, its restart pending');
 	return;
+}
+
+# The restart the postmaster makes 5 s after a worker died has come: it
+# exited at once, saying so in the log after $offset, or it runs and shows
+# as a scheduler backend (other than $leaving, a stopped one still on its
+# way out).  What the tests below assert about the time after the restart
+# delay, they assert once this is true; they would see a restart that runs.
+sub restart_came
+{
+	my ($node, $offset, $leaving) = @_;
+	$leaving //= 0;
+	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+	while (time() < $deadline)
+	{
+		return 1
+		  if slurp_file($node->logfile, $offset) =~
+		  /pg_opsdemo scheduler stopped by opsdemo_worker_stop\(\) at its restart/;
+		return 1
+		  if $node->safe_psql('ops',
+			"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler' "
+			  . "AND pid <> $leaving") ne '0';
+		usleep(100_000);
+	}
+	return 0;
 }
 
 sub start_worker_again
@@ -299,16 +447,19 @@ start_worker_again($primary);
 # A worker in its restart delay (terminated here; a worker exiting to
 # connect once its role exists is the same) is stopped at its restart.
 $pid = status_of($primary, 'insert', 'worker_pid');
+my $log_offset = -s $primary->logfile;
 terminate_worker($primary, $pid);
 is($primary->safe_psql('ops', 'SELECT opsdemo_worker_stop()'),
 	't', 'opsdemo_worker_stop() in the restart delay asks the restart');
-is( $primary->safe_psql(
+my $schedulers = $primary->safe_psql('ops',
+	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler'");
+ok(restart_came($primary, $log_offset), 'the restart came');
+is( $schedulers . "\n"
+	  . $primary->safe_psql(
 		'ops',
 		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler'"
-		  . "; SELECT pg_sleep(6)"
-		  . "; SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler'"
 		  . "; SELECT DISTINCT state FROM opsdemo_status()"),
-	"0\n\n0\nstopped",
+	"0\n0\nstopped",
 	'no scheduler runs after the restart delay, its state is stopped');
 is($primary->safe_psql('ops', 'SELECT opsdemo_worker_stop()'),
 	'f', 'a second stop finds nothing to stop');
@@ -319,18 +470,23 @@ start_worker_again($primary);
 # opsdemo_worker_start() starts one before the postmaster restarts it): a
 # stop of the running one outlasts that restart too.
 $pid = status_of($primary, 'insert', 'worker_pid');
-my $log_offset = -s $primary->logfile;
+$log_offset = -s $primary->logfile;
 terminate_worker($primary, $pid);
 is($primary->safe_psql('ops', 'SELECT opsdemo_worker_start()'),
 	't', 'opsdemo_worker_start() starts another one meanwhile');
+my $other = status_of($primary, 'insert', 'worker_pid');
 is($primary->safe_psql('ops', 'SELECT opsdemo_worker_stop()'),
 	't', 'which opsdemo_worker_stop() stops');
+ok(restart_came($primary, $log_offset, $other), 'the pending restart came');
+ok( $primary->poll_query_until(
+		'ops',
+		"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $other"),
+	'the stopped one has left');
 is( $primary->safe_psql(
 		'ops',
-		"SELECT pg_sleep(6)"
-		  . "; SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler'"
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_opsdemo scheduler'"
 		  . "; SELECT DISTINCT state FROM opsdemo_status()"),
-	"\n0\nstopped",
+	"0\nstopped",
 	'the pending restart exits too: no scheduler after the restart delay');
 like(
 	substr(slurp_file($primary->logfile), $log_offset),
@@ -338,95 +494,5 @@ like(
 	'the restart says why it exits');
 start_worker_again($primary);
 $primary->stop;
-
-# ---- pg_cron mode ----------------------------------------------------------
-
-my $pkglibdir = `pg_config --pkglibdir`;
-chomp $pkglibdir;
-SKIP:
-{
-	skip 'pg_cron is not installed', 7 unless -e "$pkglibdir/pg_cron.so";
-
-	my $cron = PostgreSQL::Test::Cluster->new('cron');
-	$cron->init;
-	$cron->append_conf(
-		'postgresql.conf', <<'EOC');
-shared_preload_libraries = 'pg_cron,pg_opsdemo'
-cron.database_name = 'ops'
-# The test cluster listens on a unix socket only, and pg_cron's default is a
-# libpq connection to localhost: run its jobs in background workers.
-cron.use_background_workers = on
-max_worker_processes = 16
-opsdemo.database = 'ops'
-opsdemo.scheduler = 'pg_cron'
-EOC
-	$cron->start;
-	$cron->safe_psql('postgres', 'CREATE DATABASE ops');
-	$cron->safe_psql('ops', 'CREATE EXTENSION pg_cron');
-	$cron->safe_psql('ops', 'CREATE EXTENSION pg_opsdemo');
-	my $version = $cron->safe_psql('ops',
-		"SELECT extversion FROM pg_extension WHERE extname = 'pg_cron'");
-	my ($major, $minor) = $version =~ /^(\d+)\.(\d+)/;
-
-	if ($major > 1 || ($major == 1 && $minor >= 5))
-	{
-		is($cron->safe_psql('ops', 'SELECT opsdemo_schedule_cron()'),
-			'2', "pg_cron $version: both jobs scheduled");
-		ok( $cron->poll_query_until(
-				'ops',
-				"SELECT count(*) >= 2 AND count(*) FILTER (WHERE status = 1) > 0 FROM t1"
-			),
-			'pg_cron runs the insert and update jobs');
-		ok( $cron->poll_query_until(
-				'ops',
-				"SELECT count(DISTINCT job) = 2 FROM opsdemo_job_history WHERE scheduler = 'pg_cron'"
-			),
-			'its runs are recorded in the history');
-		is($cron->safe_psql('ops', 'SELECT opsdemo_unschedule_cron()'),
-			'2', 'both jobs unscheduled');
-	}
-	else
-	{
-		my ($ret, $stdout, $stderr) =
-		  $cron->psql('ops', 'SELECT opsdemo_schedule_cron()');
-		isnt($ret, 0, "pg_cron $version: opsdemo_schedule_cron() fails");
-		like(
-			$stderr,
-			qr/ERROR:  pg_cron \Q$version\E cannot run jobs every few seconds/,
-			'the error says why');
-		like($stderr, qr/HINT:  Use the built-in scheduler/,
-			'and names the built-in worker');
-	}
-	# opsdemo_status() counts pg_cron's runs too (pg_cron >= 1.5 ran some
-	# above): the worker's own runs are the history rows it wrote.
-	my $worker_runs =
-	  q{(SELECT count(*) FROM opsdemo_job_history WHERE scheduler = 'worker')};
-	ok( $cron->poll_query_until(
-			'ops',
-			q{SELECT bool_and(state = 'idle: opsdemo.scheduler is "pg_cron"') }
-			  . "AND $worker_runs = 0 FROM opsdemo_status()"),
-		'with opsdemo.scheduler = pg_cron the worker stays idle');
-
-	# Switched back to the worker while the pg_cron jobs still exist (made
-	# by hand here, so that this works with any pg_cron version): the
-	# worker refuses to run the jobs a second time until they are gone.
-	$cron->safe_psql('ops',
-		"SELECT cron.schedule('opsdemo_update_tick', '* * * * *', 'SELECT 1')");
-	$cron->safe_psql('ops',
-		"ALTER SYSTEM SET opsdemo.scheduler = 'worker'; SELECT pg_reload_conf()");
-	ok( $cron->poll_query_until(
-			'ops',
-			q{SELECT bool_and(state LIKE 'refused: the jobs are scheduled in pg_cron too%') }
-			  . "AND $worker_runs = 0 FROM opsdemo_status()"),
-		'the worker does not run jobs that pg_cron runs');
-	is($cron->safe_psql('ops', 'SELECT opsdemo_unschedule_cron()'),
-		'1', 'opsdemo_unschedule_cron() removes them');
-	ok( $cron->poll_query_until(
-			'ops',
-			q{SELECT bool_and(state = 'running') }
-			  . "AND $worker_runs > 0 FROM opsdemo_status()"),
-		'then the worker takes over');
-	$cron->stop;
-}
 
 done_testing();

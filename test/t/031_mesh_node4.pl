@@ -132,14 +132,21 @@ sub equals_writers
 # The subscriptions of a node have applied everything their writers have
 # committed so far.
 # node3's standby $standby has all of node3's WAL up to now ($mode as in
-# wait_for_catchup, default replay).  The target is node3's insert
-# position: an apply worker's commit under synchronous_commit = off may not
-# be written out yet, and the write position (wait_for_catchup's default)
-# would not include it.
+# wait_for_catchup, default replay).  The write position (wait_for_catchup's
+# default) would not do: an apply worker's commit under synchronous_commit =
+# off may not be written out yet.  Nor would the insert position: right
+# after a WAL switch (every base backup ends with one) it lies past the next
+# page header, where no record ends, and the standby reaches it only once
+# other WAL follows (the bgwriter's next running-xacts record, up to 15 s
+# later).  So the target is the end of a record written now, after all the
+# others: a logical message (no effect on a node without logical slots) in
+# a transaction whose commit flushes it.
 sub standby_caught_up
 {
 	my ($node3, $standby, $mode) = @_;
-	$node3->wait_for_catchup($standby, $mode // 'replay', $node3->lsn('insert'));
+	my $target =
+	  query($node3, "SELECT pg_logical_emit_message(true, 'opsdemo', 'caught up?')");
+	$node3->wait_for_catchup($standby, $mode // 'replay', $target);
 	return;
 }
 
