@@ -176,7 +176,9 @@ INSERT INTO t1 (date, amount, status, operation_guid, message)
 VALUES (:'dup_date', 7, 1, :'dup_guid',
         '{"client_id": 3, "account_number": "3", "operation_type": "online"}');
 SELECT count(*) AS mv_sum_groups_before FROM mv_sum;
+\set VERBOSITY terse
 SELECT opsdemo_generate(500, '2041-01-01', '2041-02-01', seed => 12, processed_share => 0.5);
+\set VERBOSITY default
 SELECT count(*) AS partitions_2041 FROM opsdemo_partitions WHERE partition::text LIKE 't1_2041%';
 SELECT count(*) AS load_tables_left FROM pg_class WHERE relname LIKE '%\_load%';
 SELECT tableoid::regclass AS partition, count(*) FROM t1 WHERE date >= '2041-01-01' GROUP BY 1;

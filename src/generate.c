@@ -16,7 +16,7 @@
  * a user adds any, queue their events exactly as COPY would).
  *
  * Months that have no partition yet are loaded differently (issue 14): into
- * a standalone table t1_YYYY_MM_load, created in the caller's transaction
+ * a standalone table t1_YYYY_MM_load_PID, created in the caller's transaction
  * with t1's columns, defaults, generated columns and CHECK constraints plus
  * a CHECK constraint equal to the month's bound, without indexes.  Rows go
  * in by heap multi-insert with their constraints checked; when the month is
@@ -137,7 +137,8 @@ typedef struct StagedMonth
 	TimestampTz lo;
 	TimestampTz hi;
 	char		name[NAMEDATALEN];	/* t1_YYYY_MM: what it becomes */
-	char		load_name[NAMEDATALEN]; /* t1_YYYY_MM_load: while it fills */
+	char		load_name[NAMEDATALEN]; /* t1_YYYY_MM_load_PID: while it
+										 * fills */
 	Oid			relid;
 	bool		indexed;
 	HTAB	   *groups;
@@ -613,7 +614,12 @@ create_load_tables(GenerateState *state, const OpsdemoTarget *target,
 		sm->lo = opsdemo_utc_month_start(m);
 		sm->hi = opsdemo_utc_month_start(m + 1);
 		opsdemo_month_partition_name(m, sm->name);
-		snprintf(sm->load_name, NAMEDATALEN, "%s_load", sm->name);
+		/*
+		 * The backend's pid in the name: two loads of the same month must
+		 * not wait on each other's uncommitted pg_class entry.
+		 */
+		snprintf(sm->load_name, NAMEDATALEN, "%s_load_%d", sm->name,
+				 MyProcPid);
 		if (!opsdemo_month_exempt(m))
 			not_exempt++;
 	}
