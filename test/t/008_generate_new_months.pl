@@ -96,6 +96,24 @@ $node->safe_psql('ops', 'ALTER TABLE t1 DROP CONSTRAINT before_2040_02');
 is($node->safe_psql('ops', $state_query),
 	$before, 'CHECK violation: no row, month, load table or mv_sum change is left');
 
+# A constraint that only looks like the extension's (its name, another
+# expression) is evaluated in the load tables too.
+$node->safe_psql('ops',
+	'ALTER TABLE t1 DROP CONSTRAINT t1_status_check; '
+	  . "ALTER TABLE t1 ADD CONSTRAINT t1_status_check CHECK (date < '2040-01-01 00:00+00')");
+($ret, $stdout, $stderr) = $node->psql('ops',
+	"SELECT opsdemo_generate(3000, '2040-01-01', '2040-03-01', seed => 8, processed_share => 0.5)"
+);
+like(
+	$stderr,
+	qr/new row for relation "t1_2040_01_load_\d+" violates check constraint "t1_status_check"/,
+	'look-alike CHECK: evaluated, the load fails');
+$node->safe_psql('ops',
+	'ALTER TABLE t1 DROP CONSTRAINT t1_status_check; '
+	  . 'ALTER TABLE t1 ADD CONSTRAINT t1_status_check CHECK (status IN (0, 1))');
+is($node->safe_psql('ops', $state_query),
+	$before, 'look-alike CHECK: nothing is left');
+
 # 4. Publication.  pub_gen starts with another table only; a slot decodes
 # what it publishes.
 $node->safe_psql('ops',
