@@ -325,6 +325,18 @@ add_delta(int64 client_id, const text *operation_type, Numeric sum,
 }
 
 /*
+ * A whole group's change, counted by opsdemo_generate for the rows it loads
+ * into a month of its own (no row trigger fires there): pending like a
+ * trigger's delta, in the current subtransaction.
+ */
+void
+opsdemo_mv_sum_add_group(int64 client_id, const text *operation_type,
+						 Numeric sum, int64 count)
+{
+	add_delta(client_id, operation_type, sum, count, false);
+}
+
+/*
  * Frames with the same recorded_in and applied_in share their fate in
  * every later commit and rollback, so one frame can hold both.  Merging
  * them at each subcommit keeps the number of frames bounded by the

@@ -14,6 +14,7 @@
 #include "fmgr.h"
 #include "storage/latch.h"
 #include "storage/spin.h"
+#include "utils/numeric.h"
 #include "utils/relcache.h"
 #include "utils/uuid.h"
 
@@ -108,6 +109,13 @@ extern Datum opsdemo_operation_message(const OpsdemoOperation *op);
 extern int	opsdemo_partitions_ensure_range(Oid nspid, Oid t1_relid,
 											TimestampTz from, TimestampTz to);
 extern bool opsdemo_partition_exists_for(Oid nspid, TimestampTz at);
+extern int	opsdemo_utc_month_index(TimestampTz at);
+extern TimestampTz opsdemo_utc_month_start(int month_index);
+extern void opsdemo_month_partition_name(int month_index, char *name);
+extern bool opsdemo_month_exempt(int month_index);
+extern void opsdemo_check_partition_limit(Oid t1_relid, int not_exempt,
+										  TimestampTz from, TimestampTz to,
+										  int max_partitions);
 extern void opsdemo_check_range(TimestampTz from, TimestampTz to,
 							   const char *what);
 
@@ -159,6 +167,10 @@ extern void opsdemo_mv_sum_init(void);
 /* mv_sum.c: relation checks, subtraction for retention */
 extern bool opsdemo_is_t1_or_partition(Oid relid, Oid t1_relid);
 extern void opsdemo_mv_sum_subtract_relation(Oid relid);
+
+/* mv_sum.c: a group's change counted by the generator itself (issue 14) */
+extern void opsdemo_mv_sum_add_group(int64 client_id, const text *operation_type,
+									 Numeric sum, int64 count);
 
 /* jobs.c: the job bodies, called by the SQL functions and both schedulers */
 extern int64 opsdemo_insert_rows(TimestampTz at, int nrows);

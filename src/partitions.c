@@ -84,8 +84,8 @@ opsdemo_partitions_init(void)
 }
 
 /* Months since year 0 of the UTC month containing "at". */
-static int
-utc_month_index(TimestampTz at)
+int
+opsdemo_utc_month_index(TimestampTz at)
 {
 	struct pg_tm tm;
 	fsec_t		fsec;
@@ -97,6 +97,32 @@ utc_month_index(TimestampTz at)
 	return tm.tm_year * 12 + (tm.tm_mon - 1);
 }
 
+/* The first instant of a month given by opsdemo_utc_month_index(). */
+TimestampTz
+opsdemo_utc_month_start(int month_index)
+{
+	struct pg_tm tm;
+	TimestampTz result;
+
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = month_index / 12;
+	tm.tm_mon = month_index % 12 + 1;
+	tm.tm_mday = 1;
+	if (tm2timestamp(&tm, 0, NULL, &result) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+	return result;
+}
+
+/* The name of a month's partition, t1_YYYY_MM, into name[NAMEDATALEN]. */
+void
+opsdemo_month_partition_name(int month_index, char *name)
+{
+	snprintf(name, NAMEDATALEN, "%s_%04d_%02d", OPSDEMO_TABLE_NAME,
+			 month_index / 12, month_index % 12 + 1);
+}
+
 /* The partition of one month: t1_YYYY_MM, and whether it is one of t1's. */
 static bool
 month_partition_exists(Oid nspid, int month_index)
@@ -104,8 +130,7 @@ month_partition_exists(Oid nspid, int month_index)
 	char		name[NAMEDATALEN];
 	Oid			relid;
 
-	snprintf(name, sizeof(name), "%s_%04d_%02d", OPSDEMO_TABLE_NAME,
-			 month_index / 12, month_index % 12 + 1);
+	opsdemo_month_partition_name(month_index, name);
 	relid = get_relname_relid(name, nspid);
 
 	/*
@@ -120,11 +145,11 @@ static int
 count_missing_months(Oid nspid, TimestampTz from, TimestampTz to,
 					 int exempt_first, int exempt_last, int *not_exempt)
 {
-	int			last = utc_month_index(to - 1);
+	int			last = opsdemo_utc_month_index(to - 1);
 	int			missing = 0;
 
 	*not_exempt = 0;
-	for (int m = utc_month_index(from); m <= last; m++)
+	for (int m = opsdemo_utc_month_index(from); m <= last; m++)
 	{
 		if (month_partition_exists(nspid, m))
 			continue;
@@ -154,7 +179,7 @@ opsdemo_check_range(TimestampTz from, TimestampTz to, const char *what)
 						   pstrdup(timestamptz_to_str(from)),
 						   pstrdup(timestamptz_to_str(to)))));
 
-	if (utc_month_index(to) - utc_month_index(from) >= MAX_MONTHS_PER_CALL)
+	if (opsdemo_utc_month_index(to) - opsdemo_utc_month_index(from) >= MAX_MONTHS_PER_CALL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s from %s to %s spans more than %d months", what,
@@ -167,7 +192,7 @@ opsdemo_check_range(TimestampTz from, TimestampTz to, const char *what)
 bool
 opsdemo_partition_exists_for(Oid nspid, TimestampTz at)
 {
-	return month_partition_exists(nspid, utc_month_index(at));
+	return month_partition_exists(nspid, opsdemo_utc_month_index(at));
 }
 
 Oid			opsdemo_moving_rows_of = InvalidOid;
@@ -184,6 +209,41 @@ count_month_partitions(Oid t1_relid)
 		n--;
 	list_free(children);
 	return n;
+}
+
+/*
+ * Refuse to add not_exempt months (those other than last, this and next
+ * month) to [from, to) beyond max_partitions.
+ */
+void
+opsdemo_check_partition_limit(Oid t1_relid, int not_exempt,
+							  TimestampTz from, TimestampTz to,
+							  int max_partitions)
+{
+	int			existing;
+
+	if (not_exempt <= 0)
+		return;
+	existing = count_month_partitions(t1_relid);
+	if (existing + not_exempt > max_partitions)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("partitions of \"%s\" would exceed opsdemo.max_partitions (%d)",
+						OPSDEMO_TABLE_NAME, max_partitions),
+				 errdetail("Monthly partitions: %d existing, %d more needed for the range from %s to %s.",
+						   existing, not_exempt,
+						   pstrdup(timestamptz_to_str(from)),
+						   pstrdup(timestamptz_to_str(to))),
+				 errhint("Drop months that are no longer needed, or ask a superuser to raise opsdemo.max_partitions.")));
+}
+
+/* Is the month exempt from opsdemo.max_partitions (last, this or next)? */
+bool
+opsdemo_month_exempt(int month_index)
+{
+	int			now_month = opsdemo_utc_month_index(GetCurrentTimestamp());
+
+	return month_index >= now_month - 1 && month_index <= now_month + 1;
 }
 
 /*
@@ -204,7 +264,6 @@ opsdemo_partitions_create_here(Oid nspid, Oid t1_relid,
 	int			now_month;
 	int			missing;
 	int			not_exempt;
-	int			existing;
 	Oid			default_relid;
 	bool		isnull;
 	int			created;
@@ -235,7 +294,7 @@ opsdemo_partitions_create_here(Oid nspid, Oid t1_relid,
 							   Int32GetDatum(OPSDEMO_LOCK_PARTITIONS));
 	AcceptInvalidationMessages();
 
-	now_month = utc_month_index(GetCurrentTimestamp());
+	now_month = opsdemo_utc_month_index(GetCurrentTimestamp());
 	missing = count_missing_months(nspid, from, to, now_month - 1, now_month + 1,
 								   &not_exempt);
 	if (missing == 0)
@@ -244,17 +303,8 @@ opsdemo_partitions_create_here(Oid nspid, Oid t1_relid,
 		return 0;
 	}
 
-	existing = count_month_partitions(t1_relid);
-	if (not_exempt > 0 && existing + not_exempt > max_partitions)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("partitions of \"%s\" would exceed opsdemo.max_partitions (%d)",
-						OPSDEMO_TABLE_NAME, max_partitions),
-				 errdetail("Monthly partitions: %d existing, %d more needed for the range from %s to %s.",
-						   existing, not_exempt,
-						   pstrdup(timestamptz_to_str(from)),
-						   pstrdup(timestamptz_to_str(to))),
-				 errhint("Drop months that are no longer needed, or ask a superuser to raise opsdemo.max_partitions.")));
+	opsdemo_check_partition_limit(t1_relid, not_exempt, from, to,
+								  max_partitions);
 
 	/*
 	 * Take ATTACH PARTITION's locks up front, in its order (t1, then the
