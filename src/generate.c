@@ -67,6 +67,7 @@
 #include "pgstat.h"
 #include "rewrite/rewriteHandler.h"
 #include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -930,9 +931,44 @@ count_staged_groups(StagedMonth *sm)
 }
 
 /*
+ * Take ACCESS EXCLUSIVE on the default partition for the attach without
+ * queueing for it: a queued request makes every later locker of it (the
+ * update job, readers of t1 not pruned to other months) wait behind it for
+ * as long as the transaction it waits for runs.  Polls instead, for up to
+ * opsdemo.partition_lock_timeout (or the caller's lock_timeout if shorter),
+ * the partition creator's limit for the same lock, then fails with 55P03.
+ */
+static void
+lock_default_partition(Oid default_relid)
+{
+	int			timeout = opsdemo_partition_lock_timeout;
+	TimestampTz started = GetCurrentTimestamp();
+
+	if (LockTimeout > 0 && (timeout <= 0 || LockTimeout < timeout))
+		timeout = LockTimeout;
+	while (!ConditionalLockRelationOid(default_relid, AccessExclusiveLock))
+	{
+		if (timeout > 0 &&
+			TimestampDifferenceExceeds(started, GetCurrentTimestamp(), timeout))
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg("opsdemo_generate could not lock \"%s\" to attach the months it loaded",
+							get_rel_name(default_relid)),
+					 errdetail("Another transaction held a lock on it for longer than %d ms.",
+							   timeout),
+					 errhint("The load is rolled back. Run it again when that transaction has ended, or raise opsdemo.partition_lock_timeout.")));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10L, WAIT_EVENT_PG_SLEEP);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
  * Make every load table the partition of its month.  Takes what creating a
  * month takes, in the same order (the creation lock, SHARE UPDATE EXCLUSIVE
- * on t1, ACCESS EXCLUSIVE on the default partition), then for each month:
+ * on t1, ACCESS EXCLUSIVE on the default partition, the last without
+ * queueing: see lock_default_partition), then for each month:
  * renames the table and its indexes to the month's names, attaches it (no
  * scan of it: its bound constraint; a scan of the default partition, as
  * for every new month) and drops the bound constraint, so the partition is
@@ -966,7 +1002,7 @@ attach_staged_months(GenerateState *state, const OpsdemoTarget *target)
 	LockRelationOid(target->t1_relid, ShareUpdateExclusiveLock);
 	default_relid = get_default_partition_oid(target->t1_relid);
 	if (OidIsValid(default_relid))
-		LockRelationOid(default_relid, AccessExclusiveLock);
+		lock_default_partition(default_relid);
 	AcceptInvalidationMessages();
 
 	/* What may have changed since the load began. */

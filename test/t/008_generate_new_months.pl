@@ -114,7 +114,50 @@ $node->safe_psql('ops',
 is($node->safe_psql('ops', $state_query),
 	$before, 'look-alike CHECK: nothing is left');
 
-# 4. Publication.  pub_gen starts with another table only; a slot decodes
+# 4. A transaction holding a lock on t1_default (a long reader of t1) when
+# the load is ready to attach: the load waits for it without queueing, so
+# the update job and other readers, who lock t1_default too, do not wait
+# behind it; it attaches once that transaction ends.  Held longer than
+# opsdemo.partition_lock_timeout, the load fails and leaves nothing.
+$node->safe_psql('ops', "ALTER DATABASE ops SET opsdemo.partition_lock_timeout = '60s'");
+my $reader = $node->background_psql('ops');
+$reader->query_safe('BEGIN; SELECT count(*) FROM t1_default');
+$load = start_load(
+	"SELECT opsdemo_generate(2000, '2044-01-01', '2044-03-01', seed => 9, processed_share => 0.5)"
+);
+ok( $node->poll_query_until(
+		'ops', q{SELECT count(*) = 1 FROM pg_stat_activity
+		 WHERE query LIKE 'SELECT opsdemo_generate(2000,%' AND wait_event = 'PgSleep'}),
+	'long reader: the load polls for the lock on t1_default');
+is( $node->safe_psql('ops',
+		"SET lock_timeout = '3s'; SELECT opsdemo_update_tick() >= 0, count(*) >= 0 FROM t1"),
+	't|t',
+	'long reader: the update job and a reader of t1 do not wait behind the load');
+$reader->query_safe('COMMIT');
+$load->{h}->finish;
+is($load->{out}, "2000\n", 'long reader: the load attaches once the reader is gone')
+  or diag($load->{err});
+is( $node->safe_psql('ops',
+		q{SELECT count(*) FROM opsdemo_partitions WHERE partition::text LIKE 't1\_2044\_%'}),
+	'2', 'long reader: both months attached');
+$node->safe_psql('ops',
+	"DROP TABLE t1_2044_01, t1_2044_02; ALTER DATABASE ops SET opsdemo.partition_lock_timeout = '1s'");
+$before = $node->safe_psql('ops', $state_query);
+$reader->query_safe('BEGIN; SELECT count(*) FROM t1_default');
+($ret, $stdout, $stderr) = $node->psql('ops',
+	"SELECT opsdemo_generate(2000, '2044-01-01', '2044-03-01', seed => 9, processed_share => 0.5)"
+);
+like(
+	$stderr,
+	qr/could not lock "t1_default" to attach the months it loaded/,
+	'reader past the limit: the load fails with the reason');
+$reader->query_safe('COMMIT');
+$reader->quit;
+$node->safe_psql('ops', 'ALTER DATABASE ops RESET opsdemo.partition_lock_timeout');
+is($node->safe_psql('ops', $state_query),
+	$before, 'reader past the limit: nothing is left');
+
+# 5. Publication.  pub_gen starts with another table only; a slot decodes
 # what it publishes.
 $node->safe_psql('ops',
 	'CREATE TABLE other (x int); '
