@@ -3,7 +3,8 @@
 # while it fills them or while it waits to attach them leaves nothing
 # behind, and a publication of t1, even one that starts while the load
 # runs, gets every row as an insert into t1.  A CHECK violation halfway
-# leaves nothing behind either.
+# leaves nothing behind either, and a long reader of t1_default makes the
+# attach wait without making the update job wait behind it.
 use strict;
 use warnings;
 
