@@ -22,14 +22,34 @@
 #include "utils/acl.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
 #include "opsdemo.h"
 
-Oid
-opsdemo_schema_oid(void)
+/*
+ * The extension's schema, and t1 in it, as last looked up.  Every job tick
+ * and every commit that applies mv_sum deltas needs the schema, and
+ * looking it up is two catalog index scans.  The extension is not
+ * relocatable, so the schema can only change by dropping the extension,
+ * which drops t1: an invalidation of t1 (or of every relation) forgets the
+ * cached schema, in this backend at the drop and in others at their next
+ * transaction start or lock.
+ */
+static Oid	cached_nspid = InvalidOid;
+static Oid	cached_t1_relid = InvalidOid;
+
+static void
+schema_cache_callback(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid) || relid == cached_t1_relid)
+		cached_nspid = cached_t1_relid = InvalidOid;
+}
+
+static Oid
+schema_oid_lookup(void)
 {
 	Oid			extoid = get_extension_oid(OPSDEMO_EXTENSION_NAME, true);
 	Oid			nspid = InvalidOid;
@@ -57,6 +77,33 @@ opsdemo_schema_oid(void)
 	if (!OidIsValid(nspid))
 		elog(ERROR, "could not find schema of extension \"%s\"",
 			 OPSDEMO_EXTENSION_NAME);
+	return nspid;
+}
+
+Oid
+opsdemo_schema_oid(void)
+{
+	static bool callback_registered = false;
+	Oid			nspid;
+	Oid			t1_relid;
+
+	if (OidIsValid(cached_nspid))
+		return cached_nspid;
+
+	nspid = schema_oid_lookup();
+
+	/* Without t1 there is nothing whose invalidation would tell a drop. */
+	t1_relid = get_relname_relid(OPSDEMO_TABLE_NAME, nspid);
+	if (OidIsValid(t1_relid))
+	{
+		if (!callback_registered)
+		{
+			CacheRegisterRelcacheCallback(schema_cache_callback, (Datum) 0);
+			callback_registered = true;
+		}
+		cached_t1_relid = t1_relid;
+		cached_nspid = nspid;
+	}
 	return nspid;
 }
 

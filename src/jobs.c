@@ -74,7 +74,14 @@ tick_plan(TickPlan *cache, Oid nspid, const char *fmt, int nargs, Oid *argtypes)
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, fmt, quote_identifier(get_namespace_name(nspid)));
-	plan = SPI_prepare(sql.data, nargs, argtypes);
+	/*
+	 * A generic plan from the first call on: the plan cache would otherwise
+	 * plan the first five calls of each session anew (a pg_cron job runs in
+	 * a new session every time), and the parameters never change the best
+	 * plan: the parity's share of pending rows is the same for both, and
+	 * the row count of a batch only caps an index scan.
+	 */
+	plan = SPI_prepare_cursor(sql.data, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s",
 			 sql.data, SPI_result_code_string(SPI_result));

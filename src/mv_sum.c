@@ -545,7 +545,11 @@ prepare_saved(const char *fmt, const char *nspname, int nargs, Oid *argtypes)
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, fmt, nspname, nspname);
-	plan = SPI_prepare(sql.data, nargs, argtypes);
+	/*
+	 * Generic plans: custom ones would be planned at every commit (the plan
+	 * cache keeps preferring them, since they see each array's length).
+	 */
+	plan = SPI_prepare_cursor(sql.data, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare mv_sum statement: %s",
 			 SPI_result_code_string(SPI_result));
@@ -571,12 +575,13 @@ apply_to_mv_sum(GroupDelta **deltas, int ndeltas)
 	Datum		args[4];
 	Oid			argtypes[4] = {INT8ARRAYOID, TEXTARRAYOID, NUMERICARRAYOID, INT8ARRAYOID};
 	OpsdemoSavedUser saved_user;
+	bool		emptied = false;
 	int			ret;
-	int			i;
+	uint64		i;
 
 	check_not_subscribed(relid);
 
-	for (i = 0; i < ndeltas; i++)
+	for (i = 0; i < (uint64) ndeltas; i++)
 	{
 		clients[i] = Int64GetDatum(deltas[i]->key.client_id);
 		types[i] = PointerGetDatum(deltas[i]->key.operation_type);
@@ -618,7 +623,8 @@ apply_to_mv_sum(GroupDelta **deltas, int ndeltas)
 									"pg_catalog.unnest($3), pg_catalog.unnest($4)) "
 									"ON CONFLICT (client_id, operation_type) DO UPDATE "
 									"SET total_sum = m.total_sum OPERATOR(pg_catalog.+) excluded.total_sum, "
-									"row_count = m.row_count OPERATOR(pg_catalog.+) excluded.row_count",
+									"row_count = m.row_count OPERATOR(pg_catalog.+) excluded.row_count "
+									"RETURNING m.row_count OPERATOR(pg_catalog.=) 0",
 									nspname, 4, argtypes);
 		/* Groups that fall to nothing disappear. */
 		delete_empty_plan = prepare_saved(
@@ -632,11 +638,26 @@ apply_to_mv_sum(GroupDelta **deltas, int ndeltas)
 	}
 
 	ret = SPI_execute_plan(upsert_plan, args, NULL, false, 0);
-	if (ret != SPI_OK_INSERT)
+	if (ret != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "mv_sum upsert failed: %s", SPI_result_code_string(ret));
-	ret = SPI_execute_plan(delete_empty_plan, args, NULL, false, 0);
-	if (ret != SPI_OK_DELETE)
-		elog(ERROR, "mv_sum cleanup failed: %s", SPI_result_code_string(ret));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i],
+									   SPI_tuptable->tupdesc, 1, &isnull)))
+		{
+			emptied = true;
+			break;
+		}
+	}
+	/* Most commits empty no group: the cleanup is then skipped. */
+	if (emptied)
+	{
+		ret = SPI_execute_plan(delete_empty_plan, args, NULL, false, 0);
+		if (ret != SPI_OK_DELETE)
+			elog(ERROR, "mv_sum cleanup failed: %s", SPI_result_code_string(ret));
+	}
 
 	SPI_finish();
 	opsdemo_restore_user(&saved_user);
