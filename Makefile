@@ -19,9 +19,11 @@ OBJS        = src/module.o \
               src/worker.o \
               src/worker_state.o \
               src/cron.o \
-              src/read_only_guard.o
+              src/read_only_guard.o \
+              src/mv_sum_now.o
 DATA        = pg_opsdemo--1.0.sql pg_opsdemo--1.1.sql pg_opsdemo--1.0--1.1.sql \
-              pg_opsdemo--1.2.sql pg_opsdemo--1.1--1.2.sql
+              pg_opsdemo--1.2.sql pg_opsdemo--1.1--1.2.sql \
+              pg_opsdemo--1.3.sql pg_opsdemo--1.2--1.3.sql
 PGFILEDESC  = "pg_opsdemo - partitioned operations table, bulk generator and jobs"
 
 # pg_regress (sql/, expected/) runs against an already running server;

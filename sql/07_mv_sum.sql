@@ -218,10 +218,40 @@ CREATE TRIGGER forge_truncate BEFORE TRUNCATE ON y
 TRUNCATE y;
 SELECT count(*) AS rows_kept FROM y;
 SELECT count(*) AS forged_groups FROM mv_sum WHERE client_id = 424242;
--- and t1 itself is read by column type, not just by name
+-- nor with opsdemo_mv_sum_count_now(), which every writer of t1 may
+-- execute (t1's WHEN clauses call it): called directly, from a user's own
+-- trigger (on a COPY target that is not t1), or with a chosen table, it
+-- counts nothing
+SET ROLE opsdemo_temp_only;
+SELECT opsdemo_mv_sum_count_now('t1_default'::regclass, NULL, NULL, NULL, NULL,
+                                1::int2, 1000000, 424242, 'online') AS counted;
+CREATE TEMP TABLE z(amount numeric, status int2, client_id int8, operation_type text);
+CREATE FUNCTION pg_temp.noop() RETURNS trigger LANGUAGE plpgsql
+    AS $$BEGIN RETURN NULL; END$$;
+CREATE TRIGGER forge AFTER INSERT ON z FOR EACH ROW
+    WHEN (opsdemo_mv_sum_count_now(NEW.tableoid, NULL, NULL, NULL, NULL,
+          NEW.status, NEW.amount, NEW.client_id, NEW.operation_type))
+    EXECUTE FUNCTION pg_temp.noop();
+CREATE TRIGGER forge_chosen AFTER INSERT ON z FOR EACH ROW
+    WHEN (opsdemo_mv_sum_count_now('t1_default'::regclass, NULL, NULL, NULL, NULL,
+          NEW.status, NEW.amount, NEW.client_id, NEW.operation_type))
+    EXECUTE FUNCTION pg_temp.noop();
+COPY z FROM stdin;
+1000000	1	424242	online
+\.
+SELECT count(*) AS rows_kept FROM z;
+DROP TABLE z;
+DROP FUNCTION pg_temp.noop();
+RESET ROLE;
+SELECT count(*) AS forged_groups FROM mv_sum WHERE client_id = 424242;
+-- and t1 itself is read by column type, not just by name (the WHEN
+-- clauses read amount too: plain triggers stand in for them here)
 BEGIN;
 DROP TRIGGER mv_sum_update ON t1;
+DROP TRIGGER mv_sum_insert ON t1;
 ALTER TABLE t1 ALTER COLUMN amount TYPE double precision;
+CREATE TRIGGER mv_sum_insert AFTER INSERT ON t1
+    FOR EACH ROW EXECUTE FUNCTION opsdemo_mv_sum_row_trigger();
 INSERT INTO t1 (amount, status, message)
 VALUES (3.50, 1, '{"account_number": "A3", "client_id": 11, "operation_type": "online"}');
 ROLLBACK;

@@ -292,6 +292,7 @@ batch_flush(GenerateState *state)
 	ResultRelInfo *rri = batch->rri;
 	EState	   *estate = state->estate;
 	MemoryContext oldcxt;
+	int			previous;
 	int			i;
 
 	if (batch->nused == 0)
@@ -302,32 +303,46 @@ batch_flush(GenerateState *state)
 					   state->mycid, 0, state->bistate);
 	MemoryContextSwitchTo(oldcxt);
 
-	for (i = 0; i < batch->nused; i++)
+	/*
+	 * mv_sum's insert trigger counts the rows as they pass its WHEN clause
+	 * instead of queueing an event each (mv_sum_now.c): nothing of the
+	 * caller's is evaluated here.
+	 */
+	previous = opsdemo_mv_sum_now_begin();
+	PG_TRY();
 	{
-		TupleTableSlot *slot = batch->slots[i];
-		List	   *recheck = NIL;
-
-		if (rri->ri_NumIndices > 0 && !batch->staged)
+		for (i = 0; i < batch->nused; i++)
 		{
-			oldcxt = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
-			recheck = ExecInsertIndexTuples(rri, slot, estate,
-											false, false, NULL, NIL
+			TupleTableSlot *slot = batch->slots[i];
+			List	   *recheck = NIL;
+
+			if (rri->ri_NumIndices > 0 && !batch->staged)
+			{
+				oldcxt = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
+				recheck = ExecInsertIndexTuples(rri, slot, estate,
+												false, false, NULL, NIL
 #if PG_VERSION_NUM >= 160000
-											,false
+												,false
 #endif
-				);
-			MemoryContextSwitchTo(oldcxt);
+					);
+				MemoryContextSwitchTo(oldcxt);
+			}
+
+			/* Queues AFTER ROW events and transition tuples, if any. */
+			if (!batch->staged)
+				ExecARInsertTriggers(estate, rri, slot, recheck,
+									 state->transition_capture);
+
+			list_free(recheck);
+			ExecClearTuple(slot);
+			ResetPerTupleExprContext(estate);
 		}
-
-		/* Queues AFTER ROW events and transition tuples, if there are any. */
-		if (!batch->staged)
-			ExecARInsertTriggers(estate, rri, slot, recheck,
-								 state->transition_capture);
-
-		list_free(recheck);
-		ExecClearTuple(slot);
-		ResetPerTupleExprContext(estate);
 	}
+	PG_FINALLY();
+	{
+		opsdemo_mv_sum_now_end(previous);
+	}
+	PG_END_TRY();
 
 	state->inserted += batch->nused;
 	batch->nused = 0;

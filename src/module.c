@@ -19,6 +19,7 @@ void
 _PG_init(void)
 {
 	opsdemo_mv_sum_init();
+	opsdemo_mv_sum_now_init();
 	opsdemo_partitions_init();
 	opsdemo_worker_init();
 }

@@ -336,6 +336,14 @@ opsdemo_mv_sum_add_group(int64 client_id, const text *operation_type,
 	add_delta(client_id, operation_type, sum, count, false);
 }
 
+/* A row's change counted as it is written (mv_sum_now.c). */
+void
+opsdemo_mv_sum_add_delta(int64 client_id, const text *operation_type,
+						 Numeric sum, int64 count, bool negative)
+{
+	add_delta(client_id, operation_type, sum, count, negative);
+}
+
 /*
  * Frames with the same recorded_in and applied_in share their fate in
  * every later commit and rollback, so one frame can hold both.  Merging
@@ -871,6 +879,33 @@ columns_of(Relation rel, const char *funcname)
 	found_cols.relid = relid;
 	*cols = found_cols;
 	return cols;
+}
+
+/*
+ * Is relid t1 or one of its partitions, with the column types mv_sum reads
+ * (errors as columns_of if not)?  Mostly one hash lookup: called for every
+ * row counted by opsdemo_mv_sum_count_now().
+ */
+bool
+opsdemo_mv_sum_counts_relation(Oid relid)
+{
+	Relation	rel;
+	Oid			t1_relid;
+
+	if (rel_columns != NULL &&
+		hash_search(rel_columns, &relid, HASH_FIND, NULL) != NULL)
+		return true;
+
+	t1_relid = opsdemo_t1_relid(opsdemo_schema_oid());
+	if (!opsdemo_is_t1_or_partition(relid, t1_relid))
+		return false;
+	/* The caller is writing the row: the relation is open and locked. */
+	rel = RelationIdGetRelation(relid);
+	if (rel == NULL)
+		return false;
+	(void) columns_of(rel, "opsdemo_mv_sum_count_now");
+	RelationClose(rel);
+	return true;
 }
 
 static void

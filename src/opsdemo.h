@@ -172,6 +172,19 @@ extern void opsdemo_mv_sum_subtract_relation(Oid relid);
 extern void opsdemo_mv_sum_add_group(int64 client_id, const text *operation_type,
 									 Numeric sum, int64 count);
 
+/* mv_sum.c: for mv_sum_now.c */
+extern void opsdemo_mv_sum_add_delta(int64 client_id, const text *operation_type,
+									 Numeric sum, int64 count, bool negative);
+extern bool opsdemo_mv_sum_counts_relation(Oid relid);
+
+/*
+ * mv_sum_now.c: while armed (begin .. end, around a statement of the
+ * extension's own), t1's rows are counted as they are written
+ */
+extern void opsdemo_mv_sum_now_init(void);
+extern int	opsdemo_mv_sum_now_begin(void);
+extern void opsdemo_mv_sum_now_end(int previous);
+
 /* jobs.c: the job bodies, called by the SQL functions and both schedulers */
 extern int64 opsdemo_insert_rows(TimestampTz at, int nrows);
 extern int64 opsdemo_update_rows(TimestampTz at);
