@@ -94,6 +94,38 @@ SELECT * FROM opsdemo_mv_sum_verify();
 COMMIT;
 SELECT count(*) AS pending FROM t1 WHERE status = 0;
 
+-- amounts of every size and sign (mv_sum.c adds them as integers of
+-- 1/10000), and enough of the largest to overflow the int64 they are added
+-- in (about 92,000 of 9999999999.99): exact by COPY (counted as written),
+-- by INSERT (the trigger), by a flip back and forth, and rolled back
+CREATE TEMP TABLE amounts AS
+SELECT r.date, a.amount, 1::int2 AS status, opsdemo_guid(r.date) AS operation_guid,
+       r.message
+  FROM (SELECT date, message FROM t1 WHERE status = 1 ORDER BY id LIMIT 1) r,
+       LATERAL (SELECT unnest('{0, 0.01, -0.01, 0.5, 1, 9999.99, 10000, 10000.01,
+                                -123456.78, 99999999.99, -9999999999.99}'::numeric[])
+                UNION ALL
+                SELECT 9999999999.99 FROM generate_series(1, 100000)) a(amount);
+COPY amounts TO '/tmp/pg_opsdemo_16_amounts.copy';
+SELECT pg_stat_force_next_flush() \gset
+BEGIN;
+COPY t1 (date, amount, status, operation_guid, message) FROM '/tmp/pg_opsdemo_16_amounts.copy';
+SELECT row_trigger FROM pg_temp.calls();
+SELECT * FROM opsdemo_mv_sum_verify();
+INSERT INTO t1 (date, amount, status, operation_guid, message)
+SELECT date, -amount, status, opsdemo_guid(date), message FROM amounts;
+SELECT row_trigger > 0 AS trigger_counted FROM pg_temp.calls();
+SELECT * FROM opsdemo_mv_sum_verify();
+SAVEPOINT flip;
+UPDATE t1 SET status = 0 WHERE amount > 1000;
+SELECT * FROM opsdemo_mv_sum_verify();
+ROLLBACK TO SAVEPOINT flip;
+COMMIT;
+SELECT * FROM opsdemo_mv_sum_verify();
+SELECT total_sum, row_count FROM mv_sum
+ WHERE (client_id, operation_type) = (SELECT client_id, operation_type FROM t1
+                                       WHERE amount = -123456.78);
+
 -- with opsdemo.mv_sum_apply = statement, mv_sum holds the COPY's rows as
 -- soon as it ends
 SELECT pg_stat_force_next_flush() \gset

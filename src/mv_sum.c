@@ -53,6 +53,7 @@
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "common/hashfn.h"
+#include "common/int.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -98,10 +99,19 @@ typedef struct GroupKey
 	const text *operation_type;
 } GroupKey;
 
+/*
+ * A group's sum is kept in two parts: "units", an int64 count of 1/10000s
+ * that takes every amount small and short enough (all of t1's:
+ * numeric(12,2)), added without a palloc, and "sum" for anything else and
+ * for what "units" could not hold any more.  group_settle() folds units
+ * into sum before sum is read.
+ */
 typedef struct GroupDelta
 {
 	GroupKey	key;			/* must be first */
 	Numeric		sum;
+	int64		units;
+	int			units_dscale;	/* largest display scale added to units */
 	int64		count;
 } GroupDelta;
 
@@ -267,39 +277,187 @@ applied_where_recorded(DeltaFrame *frame, SubTransactionId subid)
 }
 
 /*
- * Adds sum and count to the group's delta in frame, or subtracts them when
- * negative is set.
+ * The numeric datum d (in any varlena form; a short header is read in
+ * place, not copied) in units of 1/10000, with its display scale, if it is
+ * a finite number below 10^12 with at most four decimal digits; false if
+ * not.  This reads PostgreSQL's on-disk numeric format (numeric.c: a
+ * uint16 header, for the long form an int16 weight, then base-10000
+ * digits), which stays the same across majors because pg_upgrade keeps
+ * numeric columns as they are.
+ */
+#define NUMERIC_BASE			10000
+#define NUMERIC_HDR_SIGN_MASK	0xC000
+#define NUMERIC_HDR_POS			0x0000
+#define NUMERIC_HDR_NEG			0x4000
+#define NUMERIC_HDR_SHORT		0x8000
+#define NUMERIC_HDR_SHORT_NEG	0x2000
+#define NUMERIC_HDR_SHORT_DSCALE_MASK	0x1F80
+#define NUMERIC_HDR_SHORT_DSCALE_SHIFT	7
+#define NUMERIC_HDR_SHORT_WEIGHT_SIGN	0x0040
+#define NUMERIC_HDR_SHORT_WEIGHT_MASK	0x003F
+#define NUMERIC_HDR_DSCALE_MASK	0x3FFF
+
+static bool
+numeric_units(Datum d, int64 *units, int *dscale)
+{
+	struct varlena *v = (struct varlena *) DatumGetPointer(d);
+	const char *data;
+	Size		len;
+	uint16		header;
+	int			weight;
+	bool		negative;
+	int			ndigits;
+	int64		result = 0;
+
+	if (VARATT_IS_SHORT(v))
+	{
+		data = VARDATA_SHORT(v);
+		len = VARSIZE_SHORT(v) - VARHDRSZ_SHORT;
+	}
+	else if (!VARATT_IS_EXTENDED(v))
+	{
+		data = VARDATA(v);
+		len = VARSIZE(v) - VARHDRSZ;
+	}
+	else
+		return false;			/* compressed or out of line */
+
+	if (len < sizeof(uint16))
+		return false;
+	memcpy(&header, data, sizeof(uint16));
+	switch (header & NUMERIC_HDR_SIGN_MASK)
+	{
+		case NUMERIC_HDR_SHORT:
+			negative = (header & NUMERIC_HDR_SHORT_NEG) != 0;
+			*dscale = (header & NUMERIC_HDR_SHORT_DSCALE_MASK) >>
+				NUMERIC_HDR_SHORT_DSCALE_SHIFT;
+			weight = (header & NUMERIC_HDR_SHORT_WEIGHT_MASK) |
+				((header & NUMERIC_HDR_SHORT_WEIGHT_SIGN) ?
+				 ~NUMERIC_HDR_SHORT_WEIGHT_MASK : 0);
+			data += sizeof(uint16);
+			len -= sizeof(uint16);
+			break;
+		case NUMERIC_HDR_POS:
+		case NUMERIC_HDR_NEG:
+			{
+				int16		w;
+
+				if (len < 2 * sizeof(uint16))
+					return false;
+				negative = (header & NUMERIC_HDR_SIGN_MASK) == NUMERIC_HDR_NEG;
+				*dscale = header & NUMERIC_HDR_DSCALE_MASK;
+				memcpy(&w, data + sizeof(uint16), sizeof(int16));
+				weight = w;
+				data += 2 * sizeof(uint16);
+				len -= 2 * sizeof(uint16);
+			}
+			break;
+		default:
+			return false;		/* NaN, infinity */
+	}
+
+	ndigits = len / sizeof(int16);
+	/* digit i is worth NUMERIC_BASE^(weight + 1 - i) units */
+	if (*dscale > 4 || (ndigits > 0 && (weight > 2 || ndigits > weight + 2)))
+		return false;
+	for (int i = 0; i < ndigits; i++)
+	{
+		int16		digit;
+
+		memcpy(&digit, data + i * sizeof(int16), sizeof(int16));
+		if (digit < 0 || digit >= NUMERIC_BASE)
+			return false;
+		result = result * NUMERIC_BASE + digit;
+	}
+	for (int i = ndigits; i < weight + 2; i++)
+		result *= NUMERIC_BASE;
+	*units = negative ? -result : result;
+	return true;
+}
+
+/* Folds entry's units into its sum (in frame's memory). */
+static void
+group_settle(DeltaFrame *frame, GroupDelta *entry)
+{
+	MemoryContext oldcxt;
+	Datum		units;
+	Numeric		old;
+
+	if (entry->units == 0 && entry->units_dscale == 0)
+		return;
+	oldcxt = MemoryContextSwitchTo(frame->cxt);
+	/* exact: every value added had at most units_dscale decimals */
+	units = DirectFunctionCall2(numeric_round,
+								NumericGetDatum(int64_div_fast_to_numeric(entry->units, 4)),
+								Int32GetDatum(entry->units_dscale));
+	old = entry->sum;
+	entry->sum = DatumGetNumeric(DirectFunctionCall2(numeric_add,
+													 NumericGetDatum(old),
+													 units));
+	pfree(old);
+	entry->units = 0;
+	entry->units_dscale = 0;
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * Adds sum (a numeric datum) and count to the group's delta in frame, or
+ * subtracts them when negative is set.
  */
 static void
 frame_add(DeltaFrame *frame, int64 client_id, const text *operation_type,
-		  Numeric sum, int64 count, bool negative)
+		  Datum sum, int64 count, bool negative)
 {
 	GroupKey	key;
 	GroupDelta *entry;
 	bool		found;
 	MemoryContext oldcxt;
 	Numeric		old;
+	int64		units;
+	int			dscale;
 
 	key.client_id = client_id;
 	key.operation_type = operation_type;
 	entry = hash_search(frame->groups, &key, HASH_ENTER, &found);
 
-	oldcxt = MemoryContextSwitchTo(frame->cxt);
 	if (!found)
 	{
 		/* The key must outlive the caller's value. */
+		oldcxt = MemoryContextSwitchTo(frame->cxt);
 		entry->key.operation_type = (const text *)
 			cstring_to_text_with_len(VARDATA_ANY(operation_type),
 									 VARSIZE_ANY_EXHDR(operation_type));
 		entry->sum = int64_to_numeric(0);
+		entry->units = 0;
+		entry->units_dscale = 0;
 		entry->count = 0;
+		MemoryContextSwitchTo(oldcxt);
 	}
+	entry->count += negative ? -count : count;
+
+	if (numeric_units(sum, &units, &dscale))
+	{
+		int64		total;
+
+		/* |units| < 10^16: negating cannot overflow */
+		if (negative)
+			units = -units;
+		if (pg_add_s64_overflow(entry->units, units, &total))
+		{
+			group_settle(frame, entry);
+			total = units;
+		}
+		entry->units = total;
+		entry->units_dscale = Max(entry->units_dscale, dscale);
+		return;
+	}
+
+	oldcxt = MemoryContextSwitchTo(frame->cxt);
 	old = entry->sum;
 	entry->sum = DatumGetNumeric(DirectFunctionCall2(negative ? numeric_sub : numeric_add,
 													 NumericGetDatum(old),
-													 NumericGetDatum(sum)));
+													 sum));
 	pfree(old);
-	entry->count += negative ? -count : count;
 	MemoryContextSwitchTo(oldcxt);
 }
 
@@ -308,7 +466,7 @@ frame_add(DeltaFrame *frame, int64 client_id, const text *operation_type,
  * pending frame.
  */
 static void
-add_delta(int64 client_id, const text *operation_type, Numeric sum,
+add_delta(int64 client_id, const text *operation_type, Datum sum,
 		  int64 count, bool negative)
 {
 	SubTransactionId subid = GetCurrentSubTransactionId();
@@ -333,13 +491,13 @@ void
 opsdemo_mv_sum_add_group(int64 client_id, const text *operation_type,
 						 Numeric sum, int64 count)
 {
-	add_delta(client_id, operation_type, sum, count, false);
+	add_delta(client_id, operation_type, NumericGetDatum(sum), count, false);
 }
 
 /* A row's change counted as it is written (mv_sum_now.c). */
 void
 opsdemo_mv_sum_add_delta(int64 client_id, const text *operation_type,
-						 Numeric sum, int64 count, bool negative)
+						 Datum sum, int64 count, bool negative)
 {
 	add_delta(client_id, operation_type, sum, count, negative);
 }
@@ -389,8 +547,11 @@ frames_merge_equal(void)
 			}
 			hash_seq_init(&status, from->groups);
 			while ((entry = hash_seq_search(&status)) != NULL)
+			{
+				group_settle(from, entry);
 				frame_add(into, entry->key.client_id, entry->key.operation_type,
-						  entry->sum, entry->count, false);
+						  NumericGetDatum(entry->sum), entry->count, false);
+			}
 
 			/* Keep the list node of "frame"; it takes over into's contents. */
 			if (into == other)
@@ -726,7 +887,10 @@ apply_pending_deltas(void)
 			continue;
 		hash_seq_init(&status, frame->groups);
 		while ((entry = hash_seq_search(&status)) != NULL)
+		{
+			group_settle(frame, entry);
 			all[nall++] = entry;
+		}
 	}
 	qsort(all, nall, sizeof(GroupDelta *), group_delta_cmp);
 
@@ -927,7 +1091,7 @@ add_row(TupleTableSlot *slot, RelColumns *cols, bool negative)
 				(errcode(ERRCODE_NOT_NULL_VIOLATION),
 				 errmsg("mv_sum cannot count a row with a null amount, client_id or operation_type")));
 	add_delta(DatumGetInt64(client_id), DatumGetTextPP(operation_type),
-			  DatumGetNumeric(amount), 1, negative);
+			  amount, 1, negative);
 }
 
 static void
@@ -1047,7 +1211,7 @@ opsdemo_mv_sum_subtract_relation(Oid relid)
 		if (isnull[0] || isnull[1] || isnull[2] || isnull[3])
 			continue;
 		add_delta(DatumGetInt64(client_id), DatumGetTextPP(type),
-				  DatumGetNumeric(sum), DatumGetInt64(count), true);
+				  sum, DatumGetInt64(count), true);
 	}
 	SPI_finish();
 	opsdemo_restore_user(&saved_user);

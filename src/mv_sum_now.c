@@ -122,7 +122,7 @@ count_side(FunctionCallInfo fcinfo, int first, bool negative)
 				 errmsg("mv_sum cannot count a row with a null amount, client_id or operation_type")));
 	opsdemo_mv_sum_add_delta(PG_GETARG_INT64(first + 2),
 							 PG_GETARG_TEXT_PP(first + 3),
-							 PG_GETARG_NUMERIC(first + 1), 1, negative);
+							 PG_GETARG_DATUM(first + 1), 1, negative);
 }
 
 /*
