@@ -108,12 +108,37 @@ typedef struct GroupKey
  */
 typedef struct GroupDelta
 {
-	GroupKey	key;			/* must be first */
-	Numeric		sum;
-	int64		units;
+	GroupKey	key;
+	uint32		hash;			/* of key */
+	char		status;			/* simplehash's */
 	int			units_dscale;	/* largest display scale added to units */
+	int64		units;
+	Numeric		sum;
 	int64		count;
 } GroupDelta;
+
+static uint32 group_hash(const GroupKey *key);
+static int	group_compare(const GroupKey *a, const GroupKey *b);
+
+/*
+ * A frame's groups: simplehash (open addressing, the hash stored in the
+ * entry) rather than dynahash, because every row counted looks its group
+ * up here, and a dynahash lookup was most of what counting a row cost.
+ * Entries move when the table grows: no pointer to one is kept across an
+ * insertion.
+ */
+#define SH_PREFIX		group_tab
+#define SH_ELEMENT_TYPE	GroupDelta
+#define SH_KEY_TYPE		GroupKey
+#define SH_KEY			key
+#define SH_HASH_KEY(tb, k)	group_hash(&(k))
+#define SH_EQUAL(tb, a, b)	(group_compare(&(a), &(b)) == 0)
+#define SH_STORE_HASH
+#define SH_GET_HASH(tb, a)	((a)->hash)
+#define SH_SCOPE		static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
 
 /*
  * The deltas of the rows one subtransaction (and the released ones below
@@ -126,7 +151,7 @@ typedef struct DeltaFrame
 {
 	SubTransactionId recorded_in;
 	SubTransactionId applied_in;
-	HTAB	   *groups;
+	group_tab_hash *groups;
 	MemoryContext cxt;
 	struct DeltaFrame *next;
 } DeltaFrame;
@@ -171,14 +196,12 @@ PG_FUNCTION_INFO_V1(opsdemo_mv_sum_absorb);
 /* ---- group hash table ------------------------------------------------- */
 
 static uint32
-group_hash(const void *key, Size keysize)
+group_hash(const GroupKey *key)
 {
-	const GroupKey *k = (const GroupKey *) key;
-
-	return hash_combine(hash_bytes_uint32((uint32) k->client_id ^
-										  (uint32) (k->client_id >> 32)),
-						hash_bytes((const unsigned char *) VARDATA_ANY(k->operation_type),
-								   VARSIZE_ANY_EXHDR(k->operation_type)));
+	return hash_combine(hash_bytes_uint32((uint32) key->client_id ^
+										  (uint32) (key->client_id >> 32)),
+						hash_bytes((const unsigned char *) VARDATA_ANY(key->operation_type),
+								   VARSIZE_ANY_EXHDR(key->operation_type)));
 }
 
 /* Any total order will do, as long as every backend uses the same one. */
@@ -200,12 +223,6 @@ group_compare(const GroupKey *a, const GroupKey *b)
 	return (alen > blen) - (alen < blen);
 }
 
-static int
-group_match(const void *key1, const void *key2, Size keysize)
-{
-	return group_compare((const GroupKey *) key1, (const GroupKey *) key2);
-}
-
 /* ---- frames ----------------------------------------------------------- */
 
 static void
@@ -219,7 +236,6 @@ static DeltaFrame *
 frame_new(SubTransactionId subid)
 {
 	DeltaFrame *frame;
-	HASHCTL		ctl;
 
 	if (frames_cxt == NULL)
 		frames_cxt = AllocSetContextCreate(TopTransactionContext,
@@ -230,14 +246,7 @@ frame_new(SubTransactionId subid)
 	frame->applied_in = InvalidSubTransactionId;
 	frame->cxt = AllocSetContextCreate(frames_cxt, "opsdemo mv_sum frame",
 									   ALLOCSET_DEFAULT_SIZES);
-	ctl.keysize = sizeof(GroupKey);
-	ctl.entrysize = sizeof(GroupDelta);
-	ctl.hash = group_hash;
-	ctl.match = group_match;
-	ctl.hcxt = frame->cxt;
-	frame->groups = hash_create("opsdemo mv_sum group deltas", 64, &ctl,
-								HASH_ELEM | HASH_FUNCTION | HASH_COMPARE |
-								HASH_CONTEXT);
+	frame->groups = group_tab_create(frame->cxt, 64, NULL);
 	frame->next = frames;
 	frames = frame;
 	return frame;
@@ -418,7 +427,7 @@ frame_add(DeltaFrame *frame, int64 client_id, const text *operation_type,
 
 	key.client_id = client_id;
 	key.operation_type = operation_type;
-	entry = hash_search(frame->groups, &key, HASH_ENTER, &found);
+	entry = group_tab_insert(frame->groups, key, &found);
 
 	if (!found)
 	{
@@ -525,7 +534,7 @@ frames_merge_equal(void)
 			DeltaFrame *other = *link;
 			DeltaFrame *into;
 			DeltaFrame *from;
-			HASH_SEQ_STATUS status;
+			group_tab_iterator it;
 			GroupDelta *entry;
 
 			if (other->recorded_in != frame->recorded_in ||
@@ -534,8 +543,7 @@ frames_merge_equal(void)
 				link = &other->next;
 				continue;
 			}
-			if (hash_get_num_entries(other->groups) >
-				hash_get_num_entries(frame->groups))
+			if (other->groups->members > frame->groups->members)
 			{
 				into = other;
 				from = frame;
@@ -545,8 +553,8 @@ frames_merge_equal(void)
 				into = frame;
 				from = other;
 			}
-			hash_seq_init(&status, from->groups);
-			while ((entry = hash_seq_search(&status)) != NULL)
+			group_tab_start_iterate(from->groups, &it);
+			while ((entry = group_tab_iterate(from->groups, &it)) != NULL)
 			{
 				group_settle(from, entry);
 				frame_add(into, entry->key.client_id, entry->key.operation_type,
@@ -556,7 +564,7 @@ frames_merge_equal(void)
 			/* Keep the list node of "frame"; it takes over into's contents. */
 			if (into == other)
 			{
-				HTAB	   *groups = frame->groups;
+				group_tab_hash *groups = frame->groups;
 				MemoryContext cxt = frame->cxt;
 
 				frame->groups = other->groups;
@@ -868,7 +876,7 @@ apply_pending_deltas(void)
 
 	for (frame = frames; frame != NULL; frame = frame->next)
 		if (frame->applied_in == InvalidSubTransactionId)
-			capacity += hash_get_num_entries(frame->groups);
+			capacity += frame->groups->members;
 	if (capacity == 0)
 		return 0;
 
@@ -880,13 +888,13 @@ apply_pending_deltas(void)
 	all = palloc(sizeof(GroupDelta *) * capacity);
 	for (frame = frames; frame != NULL; frame = frame->next)
 	{
-		HASH_SEQ_STATUS status;
+		group_tab_iterator it;
 		GroupDelta *entry;
 
 		if (frame->applied_in != InvalidSubTransactionId)
 			continue;
-		hash_seq_init(&status, frame->groups);
-		while ((entry = hash_seq_search(&status)) != NULL)
+		group_tab_start_iterate(frame->groups, &it);
+		while ((entry = group_tab_iterate(frame->groups, &it)) != NULL)
 		{
 			group_settle(frame, entry);
 			all[nall++] = entry;
