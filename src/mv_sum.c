@@ -93,9 +93,18 @@ static int	mv_sum_apply = MV_SUM_APPLY_COMMIT;
  * or long varlena header) while looking up, so a row costs no copy; the
  * entry's key holds a copy owned by its frame.
  */
+#define GROUP_TYPE_PREFIX 12
+
+/*
+ * The first GROUP_TYPE_PREFIX bytes of operation_type (all of "online" and
+ * "offline") are copied into the key itself: comparing keys then reads no
+ * memory but the entry's own, which matters at one lookup per row.
+ */
 typedef struct GroupKey
 {
 	int64		client_id;
+	uint32		type_len;
+	char		type_prefix[GROUP_TYPE_PREFIX];
 	const text *operation_type;
 } GroupKey;
 
@@ -204,23 +213,44 @@ group_hash(const GroupKey *key)
 								   VARSIZE_ANY_EXHDR(key->operation_type)));
 }
 
-/* Any total order will do, as long as every backend uses the same one. */
+/*
+ * Any total order will do, as long as every backend uses the same one:
+ * client_id, then operation_type's bytes (memcmp), then its length.
+ */
 static int
 group_compare(const GroupKey *a, const GroupKey *b)
 {
-	int			alen,
-				blen,
-				cmp;
+	uint32		alen = a->type_len;
+	uint32		blen = b->type_len;
+	uint32		common = Min(alen, blen);
+	int			cmp;
 
 	if (a->client_id != b->client_id)
 		return a->client_id < b->client_id ? -1 : 1;
-	alen = VARSIZE_ANY_EXHDR(a->operation_type);
-	blen = VARSIZE_ANY_EXHDR(b->operation_type);
-	cmp = memcmp(VARDATA_ANY(a->operation_type), VARDATA_ANY(b->operation_type),
-				 Min(alen, blen));
+	cmp = memcmp(a->type_prefix, b->type_prefix, Min(common, GROUP_TYPE_PREFIX));
 	if (cmp != 0)
 		return cmp;
+	if (common > GROUP_TYPE_PREFIX)
+	{
+		cmp = memcmp(VARDATA_ANY(a->operation_type) + GROUP_TYPE_PREFIX,
+					 VARDATA_ANY(b->operation_type) + GROUP_TYPE_PREFIX,
+					 common - GROUP_TYPE_PREFIX);
+		if (cmp != 0)
+			return cmp;
+	}
 	return (alen > blen) - (alen < blen);
+}
+
+/* A key for (client_id, operation_type), pointing into operation_type. */
+static void
+group_key_init(GroupKey *key, int64 client_id, const text *operation_type)
+{
+	key->client_id = client_id;
+	key->type_len = VARSIZE_ANY_EXHDR(operation_type);
+	memset(key->type_prefix, 0, GROUP_TYPE_PREFIX);
+	memcpy(key->type_prefix, VARDATA_ANY(operation_type),
+		   Min(key->type_len, GROUP_TYPE_PREFIX));
+	key->operation_type = operation_type;
 }
 
 /* ---- frames ----------------------------------------------------------- */
@@ -425,8 +455,7 @@ frame_add(DeltaFrame *frame, int64 client_id, const text *operation_type,
 	int64		units;
 	int			dscale;
 
-	key.client_id = client_id;
-	key.operation_type = operation_type;
+	group_key_init(&key, client_id, operation_type);
 	entry = group_tab_insert(frame->groups, key, &found);
 
 	if (!found)
