@@ -93,14 +93,14 @@ LANGUAGE C;
 -- the WHEN clauses, so everyone may execute it (see src/mv_sum_now.c for
 -- why a direct call cannot forge a change).
 CREATE FUNCTION @extschema@.opsdemo_mv_sum_count_now(
-    row_table oid,
+    row_table oid, row_ctid tid,
     old_status smallint, old_amount numeric, old_client_id bigint, old_operation_type text,
     new_status smallint, new_amount numeric, new_client_id bigint, new_operation_type text)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'opsdemo_mv_sum_count_now'
 LANGUAGE C VOLATILE;
 
-COMMENT ON FUNCTION @extschema@.opsdemo_mv_sum_count_now(oid, smallint, numeric, bigint, text, smallint, numeric, bigint, text) IS
+COMMENT ON FUNCTION @extschema@.opsdemo_mv_sum_count_now(oid, tid, smallint, numeric, bigint, text, smallint, numeric, bigint, text) IS
 'internal, for the WHEN clauses of t1''s mv_sum triggers: counts the row''s change at once while one of the extension''s own statements runs, else returns false';
 
 -- Trigger functions need EXECUTE only at CREATE TRIGGER time: t1's writers
@@ -150,7 +150,7 @@ CREATE TRIGGER mv_sum_insert AFTER INSERT ON @extschema@.t1
     FOR EACH ROW
     WHEN (NEW.status = 1
           AND NOT @extschema@.opsdemo_mv_sum_count_now(
-                NEW.tableoid, NULL, NULL, NULL, NULL,
+                NEW.tableoid, NEW.ctid, NULL, NULL, NULL, NULL,
                 NEW.status, NEW.amount, NEW.client_id, NEW.operation_type))
     EXECUTE FUNCTION @extschema@.opsdemo_mv_sum_row_trigger();
 CREATE TRIGGER mv_sum_update AFTER UPDATE ON @extschema@.t1
@@ -159,7 +159,8 @@ CREATE TRIGGER mv_sum_update AFTER UPDATE ON @extschema@.t1
           AND (OLD.status, OLD.amount, OLD.client_id, OLD.operation_type)
               IS DISTINCT FROM (NEW.status, NEW.amount, NEW.client_id, NEW.operation_type)
           AND NOT @extschema@.opsdemo_mv_sum_count_now(
-                NEW.tableoid, OLD.status, OLD.amount, OLD.client_id, OLD.operation_type,
+                NEW.tableoid, NEW.ctid,
+                OLD.status, OLD.amount, OLD.client_id, OLD.operation_type,
                 NEW.status, NEW.amount, NEW.client_id, NEW.operation_type))
     EXECUTE FUNCTION @extschema@.opsdemo_mv_sum_row_trigger();
 CREATE TRIGGER mv_sum_delete AFTER DELETE ON @extschema@.t1

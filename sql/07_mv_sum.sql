@@ -223,17 +223,17 @@ SELECT count(*) AS forged_groups FROM mv_sum WHERE client_id = 424242;
 -- trigger (on a COPY target that is not t1), or with a chosen table, it
 -- counts nothing
 SET ROLE opsdemo_temp_only;
-SELECT opsdemo_mv_sum_count_now('t1_default'::regclass, NULL, NULL, NULL, NULL,
+SELECT opsdemo_mv_sum_count_now('t1_default'::regclass, '(0,1)', NULL, NULL, NULL, NULL,
                                 1::int2, 1000000, 424242, 'online') AS counted;
 CREATE TEMP TABLE z(amount numeric, status int2, client_id int8, operation_type text);
 CREATE FUNCTION pg_temp.noop() RETURNS trigger LANGUAGE plpgsql
     AS $$BEGIN RETURN NULL; END$$;
 CREATE TRIGGER forge AFTER INSERT ON z FOR EACH ROW
-    WHEN (opsdemo_mv_sum_count_now(NEW.tableoid, NULL, NULL, NULL, NULL,
+    WHEN (opsdemo_mv_sum_count_now(NEW.tableoid, NEW.ctid, NULL, NULL, NULL, NULL,
           NEW.status, NEW.amount, NEW.client_id, NEW.operation_type))
     EXECUTE FUNCTION pg_temp.noop();
 CREATE TRIGGER forge_chosen AFTER INSERT ON z FOR EACH ROW
-    WHEN (opsdemo_mv_sum_count_now('t1_default'::regclass, NULL, NULL, NULL, NULL,
+    WHEN (opsdemo_mv_sum_count_now('t1_default'::regclass, NEW.ctid, NULL, NULL, NULL, NULL,
           NEW.status, NEW.amount, NEW.client_id, NEW.operation_type))
     EXECUTE FUNCTION pg_temp.noop();
 COPY z FROM stdin;

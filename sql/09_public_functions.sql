@@ -35,7 +35,7 @@ INSERT INTO intended VALUES
      'applies only the caller''s own pending changes'),
     ('opsdemo_mv_sum_verify()',
      'runs as the caller, needs SELECT on t1 and mv_sum'),
-    ('opsdemo_mv_sum_count_now(oid,smallint,numeric,bigint,text,smallint,numeric,bigint,text)',
+    ('opsdemo_mv_sum_count_now(oid,tid,smallint,numeric,bigint,text,smallint,numeric,bigint,text)',
      't1''s WHEN clauses: every writer of t1 runs it; counts only in the extension''s own statements (07_mv_sum)');
 
 -- differences either way: none

@@ -158,7 +158,7 @@ CREATE FUNCTION pg_temp.copy_twice() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.status = 1 AND NEW.amount > 0 THEN
         INSERT INTO copy_log VALUES (1);
-        PERFORM opsdemo_mv_sum_count_now('t1_2026_02'::regclass, NULL, NULL, NULL, NULL,
+        PERFORM opsdemo_mv_sum_count_now('t1_2026_02'::regclass, '(0,1)', NULL, NULL, NULL, NULL,
                                          1::int2, 1000000, 424242, 'online');
     END IF;
     RETURN NEW;
@@ -176,5 +176,47 @@ SELECT count(*) AS forged_groups FROM mv_sum WHERE client_id = 424242;
 SELECT * FROM opsdemo_mv_sum_verify();
 DROP TRIGGER copy_twice ON t1_2026_01;
 DROP TABLE copy_log;
+
+-- a role with the TRIGGER privilege on t1 can put the call into WHEN
+-- clauses of its own: the row's own values are counted once however many
+-- clauses hold the call, and values of its choosing not at all
+CREATE ROLE regress_opsdemo_trigger_maker;
+GRANT INSERT, TRIGGER ON t1 TO regress_opsdemo_trigger_maker;
+-- a row trigger on t1 is made on every partition too
+SELECT format('GRANT TRIGGER ON %s TO regress_opsdemo_trigger_maker', inhrelid::regclass)
+  FROM pg_inherits WHERE inhparent = 't1'::regclass ORDER BY 1 \gexec
+GRANT SELECT ON rows_file TO regress_opsdemo_trigger_maker;
+CREATE FUNCTION pg_temp.noop() RETURNS trigger LANGUAGE plpgsql
+    AS $$BEGIN RETURN NULL; END$$;
+GRANT EXECUTE ON FUNCTION pg_temp.noop() TO regress_opsdemo_trigger_maker;
+SET ROLE regress_opsdemo_trigger_maker;
+CREATE TRIGGER a_same_call AFTER INSERT ON t1 FOR EACH ROW
+    WHEN (opsdemo_mv_sum_count_now(NEW.tableoid, NEW.ctid, NULL, NULL, NULL, NULL,
+          NEW.status, NEW.amount, NEW.client_id, NEW.operation_type))
+    EXECUTE FUNCTION pg_temp.noop();
+CREATE TRIGGER b_chosen_values AFTER INSERT ON t1 FOR EACH ROW
+    WHEN (opsdemo_mv_sum_count_now(NEW.tableoid, NEW.ctid, NULL, NULL, NULL, NULL,
+          1::int2, NEW.amount * 1000, 424242::bigint, NEW.operation_type))
+    EXECUTE FUNCTION pg_temp.noop();
+CREATE TRIGGER z_same_call AFTER INSERT ON t1 FOR EACH ROW
+    WHEN (opsdemo_mv_sum_count_now(NEW.tableoid, NEW.ctid, NULL, NULL, NULL, NULL,
+          NEW.status, NEW.amount, NEW.client_id, NEW.operation_type))
+    EXECUTE FUNCTION pg_temp.noop();
+COPY t1 (date, amount, status, operation_guid, message) FROM stdin;
+2026-01-15 10:00:00+00	77.70	1	019bc119-0100-7000-a729-eeb2be048627	{"client_id": 3, "account_number": "40817810000000000003", "operation_type": "online"}
+2026-01-15 10:00:01+00	0.30	1	019bc119-04e8-7000-85c1-e44f7d4f7936	{"client_id": 3, "account_number": "40817810000000000003", "operation_type": "online"}
+\.
+RESET ROLE;
+SELECT count(*) AS forged_groups FROM mv_sum WHERE client_id = 424242;
+SELECT * FROM opsdemo_mv_sum_verify();
+DROP TRIGGER a_same_call ON t1;
+DROP TRIGGER b_chosen_values ON t1;
+DROP TRIGGER z_same_call ON t1;
+REVOKE ALL ON t1 FROM regress_opsdemo_trigger_maker;
+SELECT format('REVOKE ALL ON %s FROM regress_opsdemo_trigger_maker', inhrelid::regclass)
+  FROM pg_inherits WHERE inhparent = 't1'::regclass ORDER BY 1 \gexec
+REVOKE ALL ON rows_file FROM regress_opsdemo_trigger_maker;
+DROP FUNCTION pg_temp.noop();
+DROP ROLE regress_opsdemo_trigger_maker;
 
 DROP EXTENSION pg_opsdemo;

@@ -1083,29 +1083,35 @@ columns_of(Relation rel, const char *funcname)
 }
 
 /*
- * Is relid t1 or one of its partitions, with the column types mv_sum reads
- * (errors as columns_of if not)?  Mostly one hash lookup: called for every
- * row counted by opsdemo_mv_sum_count_now().
+ * If relid is t1 or one of its partitions, sets cols to the column numbers
+ * of its status, amount, client_id and operation_type (erroring as
+ * columns_of does on a column of the wrong type) and returns true.
  */
 bool
-opsdemo_mv_sum_counts_relation(Oid relid)
+opsdemo_mv_sum_relation_columns(Oid relid, AttrNumber cols[4])
 {
+	RelColumns *found = NULL;
 	Relation	rel;
 	Oid			t1_relid;
 
-	if (rel_columns != NULL &&
-		hash_search(rel_columns, &relid, HASH_FIND, NULL) != NULL)
-		return true;
-
-	t1_relid = opsdemo_t1_relid(opsdemo_schema_oid());
-	if (!opsdemo_is_t1_or_partition(relid, t1_relid))
-		return false;
-	/* The caller is writing the row: the relation is open and locked. */
-	rel = RelationIdGetRelation(relid);
-	if (rel == NULL)
-		return false;
-	(void) columns_of(rel, "opsdemo_mv_sum_count_now");
-	RelationClose(rel);
+	if (rel_columns != NULL)
+		found = hash_search(rel_columns, &relid, HASH_FIND, NULL);
+	if (found == NULL)
+	{
+		t1_relid = opsdemo_t1_relid(opsdemo_schema_oid());
+		if (!opsdemo_is_t1_or_partition(relid, t1_relid))
+			return false;
+		/* The caller is writing the row: the relation is open and locked. */
+		rel = RelationIdGetRelation(relid);
+		if (rel == NULL)
+			return false;
+		found = columns_of(rel, "opsdemo_mv_sum_count_now");
+		RelationClose(rel);
+	}
+	cols[0] = found->att_status;
+	cols[1] = found->att_amount;
+	cols[2] = found->att_client_id;
+	cols[3] = found->att_operation_type;
 	return true;
 }
 

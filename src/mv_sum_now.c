@@ -13,7 +13,7 @@
  * written, with the row's old and new values, and only if the trigger is
  * enabled for the session (CREATE TRIGGER's documentation); an event is
  * queued only if it is true.  Their WHEN clauses end with
- * NOT opsdemo_mv_sum_count_now(NEW.tableoid, OLD..., NEW...): when it adds
+ * NOT opsdemo_mv_sum_count_now(NEW.tableoid, NEW.ctid, OLD..., NEW...): when it adds
  * the change to the pending deltas itself and returns true, no event is
  * queued, and mv_sum ends up exactly as if the trigger had fired (the
  * delta lands in the same subtransaction's frame; a row trigger that is
@@ -28,14 +28,16 @@
  *	  was armed at, where nothing but that statement's own expressions run
  *	  (a user's trigger function runs one level deeper, and its statements
  *	  are counted the usual way);
- *	- when its first argument is the row's own tableoid column, as in the
- *	  WHEN clause (a Var, not a value anyone can choose), and that is t1 or
- *	  one of its partitions.
+ *	- when the call is exactly the WHEN clause's: every argument is the
+ *	  row's own column (tableoid, ctid, OLD's and NEW's status, amount,
+ *	  client_id, operation_type), not a value anyone can choose, and the
+ *	  row is one of t1's or a partition's;
+ *	- each row once: a copy of the call in another trigger's WHEN clause
+ *	  (someone with the TRIGGER privilege on t1 can add one) finds the row
+ *	  counted already and returns true, so neither queues an event.
  *
  * Called any other way it returns false and does nothing: a user cannot
- * forge a change to mv_sum with it.  The expressions that do run armed
- * (column defaults, generated columns, constraints, index expressions) are
- * t1's owner's, who can change mv_sum anyway.
+ * forge a change to mv_sum with it.
  *
  *-------------------------------------------------------------------------
  */
@@ -60,6 +62,15 @@ PG_FUNCTION_INFO_V1(opsdemo_mv_sum_count_now);
 /* The trigger depth the current arming holds for; -1: not armed. */
 static int	armed_depth = -1;
 
+/*
+ * The last row counted since arming began (outermost): a row is counted
+ * once, however many WHEN clauses hold the call.  Within one statement no
+ * other row can take its (tableoid, ctid): a row version this transaction
+ * wrote cannot be pruned while it runs.
+ */
+static Oid	last_relid = InvalidOid;
+static ItemPointerData last_ctid;
+
 static ProcessUtility_hook_type prev_process_utility = NULL;
 
 static int
@@ -78,6 +89,8 @@ opsdemo_mv_sum_now_begin(void)
 	int			previous = armed_depth;
 
 	armed_depth = trigger_depth();
+	if (previous < 0)
+		last_relid = InvalidOid;
 	return previous;
 }
 
@@ -85,28 +98,74 @@ void
 opsdemo_mv_sum_now_end(int previous)
 {
 	armed_depth = previous;
+	if (previous < 0)
+		last_relid = InvalidOid;
+}
+
+/* Argument positions of opsdemo_mv_sum_count_now() */
+#define ARG_TABLE		0
+#define ARG_CTID		1
+#define ARG_OLD			2		/* status, amount, client_id, operation_type */
+#define ARG_NEW			6		/* the same */
+#define NARGS			10
+
+/*
+ * What the call site's shape was found to be, kept in fn_extra: the WHEN
+ * clause of a given trigger on a given partition is always about that
+ * partition's rows.
+ */
+typedef struct CallSite
+{
+	Oid			relid;
+	bool		valid;
+} CallSite;
+
+static bool
+is_column(Node *arg, int varno, AttrNumber attnum)
+{
+	return arg != NULL && IsA(arg, Var) &&
+		((Var *) arg)->varno == varno && ((Var *) arg)->varattno == attnum;
+}
+
+static bool
+is_null_const(Node *arg)
+{
+	return arg != NULL && IsA(arg, Const) && ((Const *) arg)->constisnull;
 }
 
 /*
- * Is the call's first argument the tableoid column of the row the WHEN
- * clause is about?  TriggerEnabled() turns NEW's Vars into OUTER_VAR ones.
+ * Is the call exactly the one in t1's WHEN clauses: the row's own tableoid
+ * and ctid, then OLD's (or four NULLs) and NEW's status, amount, client_id
+ * and operation_type, as columns of relid (TriggerEnabled() turns OLD's
+ * Vars into INNER_VAR and NEW's into OUTER_VAR ones)?  A value chosen by
+ * whoever wrote the call can then not be counted, only the row itself.
  */
 static bool
-first_arg_is_row_tableoid(FunctionCallInfo fcinfo)
+call_site_valid(FunctionCallInfo fcinfo, Oid relid)
 {
 	Node	   *expr = fcinfo->flinfo != NULL ? fcinfo->flinfo->fn_expr : NULL;
-	Node	   *arg;
-	Var		   *var;
+	List	   *args;
+	AttrNumber	cols[4];
+	bool		old_nulls = true;
+	bool		old_columns = true;
 
-	if (expr == NULL || !IsA(expr, FuncExpr) ||
-		list_length(((FuncExpr *) expr)->args) < 1)
+	if (expr == NULL || !IsA(expr, FuncExpr))
 		return false;
-	arg = linitial(((FuncExpr *) expr)->args);
-	if (!IsA(arg, Var))
+	args = ((FuncExpr *) expr)->args;
+	if (list_length(args) != NARGS ||
+		!is_column(list_nth(args, ARG_TABLE), OUTER_VAR, TableOidAttributeNumber) ||
+		!is_column(list_nth(args, ARG_CTID), OUTER_VAR, SelfItemPointerAttributeNumber))
 		return false;
-	var = (Var *) arg;
-	return var->varno == OUTER_VAR &&
-		var->varattno == TableOidAttributeNumber;
+	if (!opsdemo_mv_sum_relation_columns(relid, cols))
+		return false;
+	for (int i = 0; i < 4; i++)
+	{
+		if (!is_column(list_nth(args, ARG_NEW + i), OUTER_VAR, cols[i]))
+			return false;
+		old_nulls &= is_null_const(list_nth(args, ARG_OLD + i));
+		old_columns &= is_column(list_nth(args, ARG_OLD + i), INNER_VAR, cols[i]);
+	}
+	return old_nulls || old_columns;
 }
 
 /* One side (old or new) of the change, if its status is 1. */
@@ -126,25 +185,48 @@ count_side(FunctionCallInfo fcinfo, int first, bool negative)
 }
 
 /*
- * opsdemo_mv_sum_count_now(row_table oid,
+ * opsdemo_mv_sum_count_now(row_table oid, row_ctid tid,
  *		old_status, old_amount, old_client_id, old_operation_type,
  *		new_status, new_amount, new_client_id, new_operation_type) -> boolean
  *
- * True if it counted the change (the old side subtracted, the new side
- * added, each if its status is 1); false if the trigger must.
+ * True if the change is counted (now, or already by an earlier call for
+ * the same row): the old side subtracted, the new side added, each if its
+ * status is 1.  False if the trigger must count it.
  */
 Datum
 opsdemo_mv_sum_count_now(PG_FUNCTION_ARGS)
 {
+	CallSite   *site;
+	Oid			relid;
+	ItemPointer ctid;
+
 	if (armed_depth < 0 || trigger_depth() != armed_depth)
 		PG_RETURN_BOOL(false);
-	if (PG_NARGS() != 9 || PG_ARGISNULL(0) || !first_arg_is_row_tableoid(fcinfo))
+	if (PG_NARGS() != NARGS || PG_ARGISNULL(ARG_TABLE) || PG_ARGISNULL(ARG_CTID))
 		PG_RETURN_BOOL(false);
-	if (!opsdemo_mv_sum_counts_relation(PG_GETARG_OID(0)))
+	relid = PG_GETARG_OID(ARG_TABLE);
+	ctid = (ItemPointer) PG_GETARG_POINTER(ARG_CTID);
+
+	site = (CallSite *) fcinfo->flinfo->fn_extra;
+	if (site == NULL || site->relid != relid)
+	{
+		if (site == NULL)
+			site = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(CallSite));
+		site->relid = relid;
+		site->valid = call_site_valid(fcinfo, relid);
+		fcinfo->flinfo->fn_extra = site;
+	}
+	if (!site->valid)
 		PG_RETURN_BOOL(false);
 
-	count_side(fcinfo, 1, true);
-	count_side(fcinfo, 5, false);
+	/* another trigger's WHEN clause may hold the same call */
+	if (relid == last_relid && ItemPointerEquals(ctid, &last_ctid))
+		PG_RETURN_BOOL(true);
+
+	count_side(fcinfo, ARG_OLD, true);
+	count_side(fcinfo, ARG_NEW, false);
+	last_relid = relid;
+	ItemPointerCopy(ctid, &last_ctid);
 	PG_RETURN_BOOL(true);
 }
 
@@ -211,7 +293,10 @@ mv_sum_now_xact_callback(XactEvent event, void *arg)
 {
 	/* Every arming ends with its statement; this only makes sure. */
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+	{
 		armed_depth = -1;
+		last_relid = InvalidOid;
+	}
 }
 
 void

@@ -175,7 +175,7 @@ extern void opsdemo_mv_sum_add_group(int64 client_id, const text *operation_type
 /* mv_sum.c: for mv_sum_now.c */
 extern void opsdemo_mv_sum_add_delta(int64 client_id, const text *operation_type,
 									 Datum sum, int64 count, bool negative);
-extern bool opsdemo_mv_sum_counts_relation(Oid relid);
+extern bool opsdemo_mv_sum_relation_columns(Oid relid, AttrNumber cols[4]);
 
 /*
  * mv_sum_now.c: while armed (begin .. end, around a statement of the
