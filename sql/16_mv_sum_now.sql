@@ -23,7 +23,9 @@ $$;
 CREATE TEMP TABLE rows_file AS
 SELECT date, amount, status, operation_guid, message FROM t1 ORDER BY id LIMIT 200;
 SELECT count(*) FILTER (WHERE status = 1) AS status_1_rows FROM rows_file;
-\set rows_path '/tmp/pg_opsdemo_16_rows.copy'
+-- files the server writes and reads, one set per backend
+SELECT '/tmp/opsdemo_regress_16_' || pg_backend_pid() AS file_prefix \gset
+\set rows_path :file_prefix'_rows.copy'
 -- the copies need GUIDs of their own
 UPDATE rows_file SET operation_guid = opsdemo_guid(date);
 COPY rows_file TO :'rows_path';
@@ -51,9 +53,10 @@ BEGIN;
 CREATE TEMP TABLE january AS
 SELECT nextval(pg_get_serial_sequence('t1', 'id')) AS id, *
   FROM rows_file WHERE date < '2026-02-01';
-COPY january TO '/tmp/pg_opsdemo_16_january.copy';
+\set january_path :file_prefix'_january.copy'
+COPY january TO :'january_path';
 COPY t1_2026_01 (id, date, amount, status, operation_guid, message)
-    FROM '/tmp/pg_opsdemo_16_january.copy';
+    FROM :'january_path';
 SELECT row_trigger FROM pg_temp.calls();
 SELECT * FROM opsdemo_mv_sum_verify();
 ROLLBACK;
@@ -106,10 +109,11 @@ SELECT r.date, a.amount, 1::int2 AS status, opsdemo_guid(r.date) AS operation_gu
                                 -123456.78, 99999999.99, -9999999999.99}'::numeric[])
                 UNION ALL
                 SELECT 9999999999.99 FROM generate_series(1, 100000)) a(amount);
-COPY amounts TO '/tmp/pg_opsdemo_16_amounts.copy';
+\set amounts_path :file_prefix'_amounts.copy'
+COPY amounts TO :'amounts_path';
 SELECT pg_stat_force_next_flush() \gset
 BEGIN;
-COPY t1 (date, amount, status, operation_guid, message) FROM '/tmp/pg_opsdemo_16_amounts.copy';
+COPY t1 (date, amount, status, operation_guid, message) FROM :'amounts_path';
 SELECT row_trigger FROM pg_temp.calls();
 SELECT * FROM opsdemo_mv_sum_verify();
 INSERT INTO t1 (date, amount, status, operation_guid, message)
