@@ -482,7 +482,12 @@ rewind_in_place() { # node primary output-variable
 		*)
 			# A rewind that failed at once ends the container, and the
 			# exec with it, before pg_ctl saw the server gone: the loop
-			# below reads why.
+			# below reads why.  Docker may still say "running" for a
+			# moment after the exec died with the container.
+			deadline=$((SECONDS + 10))
+			while [[ $(container_state "$cid") == running* ]] && ((SECONDS < deadline)); do
+				sleep 0.2
+			done
 			[[ $(container_state "$cid") != running* ]] ||
 				die "$node: pg_ctl stop failed (above); the rejoin marker stays: the next start of its container rewinds"
 			;;
