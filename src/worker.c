@@ -596,6 +596,7 @@ static void
 worker_detach(int code, Datum arg)
 {
 	OpsdemoShared *s = opsdemo_shared();
+	bool		failed_to_connect = false;
 
 	SpinLockAcquire(&s->mutex);
 	if (s->worker_pid == MyProcPid)
@@ -603,12 +604,23 @@ worker_detach(int code, Datum arg)
 		s->worker_pid = 0;
 		s->worker_latch = NULL;
 		if (s->connecting)
-			s->connect_failed = true;
+			s->connect_failed = failed_to_connect = true;
 		s->connecting = false;
 		/* the postmaster starts us again: opsdemo_worker_stop() waits for it */
 		s->restart_pending = (code != 0);
 	}
 	SpinLockRelease(&s->mutex);
+
+	/*
+	 * Without this the state would stay "connecting" for the restart delay,
+	 * which reads as a connection attempt that hangs.
+	 */
+	if (failed_to_connect)
+		opsdemo_set_state("restarting in %d s: could not connect to database \"%s\"%s%s%s (server log)",
+						  RESTART_SECONDS, connected_database,
+						  connected_role[0] != '\0' ? " as role \"" : "",
+						  connected_role,
+						  connected_role[0] != '\0' ? "\"" : "");
 }
 
 static bool
@@ -636,6 +648,8 @@ reload_config(void)
 		ereport(LOG,
 				(errmsg("pg_opsdemo scheduler restarts to connect to database \"%s\" as role \"%s\"",
 						opsdemo_database, opsdemo_role)));
+		opsdemo_set_state("restarting in %d s to connect to database \"%s\" as role \"%s\"",
+						  RESTART_SECONDS, opsdemo_database, opsdemo_role);
 		proc_exit(1);
 	}
 }
@@ -724,6 +738,8 @@ wait_for_database(void)
 			ereport(LOG,
 					(errmsg("pg_opsdemo scheduler restarts to connect to database \"%s\"",
 							opsdemo_database)));
+			set_state(DEBUG1, "restarting in %d s to connect to database \"%s\"",
+					  RESTART_SECONDS, opsdemo_database);
 			proc_exit(1);
 		}
 		if (!have_database)

@@ -94,13 +94,20 @@ ha_acks_at_least() { # writer-output n
 	(($(grep -c '^ack' "$1") >= $2))
 }
 
+# A replica cloned before the leader created the jobs' role has its worker
+# fail once to connect, wait for the role to replay, and restart (5 s
+# each): up to about 15 s after the lab's up, it is not idle yet.
+ha_replica_idle() { # node
+	[[ $(q "$1" "SELECT string_agg(DISTINCT state, ',') FROM opsdemo_status()") == 'idle: hot standby, waiting for promotion' ]]
+}
+
 ha_jobs_on_leader() { # leader
 	local node r0 r1 states
 	r0=$(q "$1" "SELECT sum(runs) FROM opsdemo_status()")
 	for node in "${ha_nodes[@]}"; do
 		[[ $node == "$1" ]] && continue
-		states=$(q "$node" "SELECT string_agg(DISTINCT state, ',') FROM opsdemo_status()")
-		[[ $states == 'idle: hot standby, waiting for promotion' ]] || { echo "    $node: $states"; return 1; }
+		wait_until 30 ha_replica_idle "$node" ||
+			{ echo "    $node: $(q "$node" "SELECT string_agg(DISTINCT state, ',') FROM opsdemo_status()")"; return 1; }
 	done
 	wait_until 15 ha_runs_above "$1" "$r0" || { echo "    $1: runs stay at $r0"; return 1; }
 	states=$(q "$1" "SELECT string_agg(DISTINCT state, ',') FROM opsdemo_status()")

@@ -493,6 +493,28 @@ like(
 	qr/pg_opsdemo scheduler stopped by opsdemo_worker_stop\(\) at its restart/,
 	'the restart says why it exits');
 start_worker_again($primary);
+
+# opsdemo.role names a role that does not exist (yet): the worker restarts
+# to connect as it, fails once, and its state says so for the restart
+# delay (not "connecting", which read as a hanging attempt); then it waits
+# for the role, and connects once the setting names one that exists.
+$log_offset = -s $primary->logfile;
+$primary->safe_psql('ops',
+	"ALTER SYSTEM SET opsdemo.role = 'regress_no_such_role'; SELECT pg_reload_conf()");
+poll_status($primary,
+	q{state = 'restarting in 5 s: could not connect to database "ops" as role "regress_no_such_role" (server log)'},
+	'a failed connection shows as a restart with the database and role');
+poll_status($primary,
+	q{state = 'waiting: role "regress_no_such_role" does not exist'},
+	'then the worker waits for the role');
+like(
+	substr(slurp_file($primary->logfile), $log_offset),
+	qr/FATAL:  role "regress_no_such_role" does not exist/,
+	'the server log has the failed connection');
+$primary->safe_psql('ops',
+	'ALTER SYSTEM RESET opsdemo.role; SELECT pg_reload_conf()');
+poll_status($primary, "state = 'running'",
+	'with a role that exists it connects and runs the jobs again');
 $primary->stop;
 
 done_testing();
