@@ -223,4 +223,9 @@ REVOKE ALL ON rows_file FROM regress_opsdemo_trigger_maker;
 DROP FUNCTION pg_temp.noop();
 DROP ROLE regress_opsdemo_trigger_maker;
 
+-- the files are the server's; where psql runs beside it (the host's
+-- suite), remove them: nothing of the test is left in /tmp
+\setenv OPSDEMO_REGRESS_FILES :file_prefix
+\! rm -f "$OPSDEMO_REGRESS_FILES"_rows.copy "$OPSDEMO_REGRESS_FILES"_january.copy "$OPSDEMO_REGRESS_FILES"_amounts.copy
+
 DROP EXTENSION pg_opsdemo;
