@@ -63,8 +63,14 @@ bench_in_container() { # major [arg...]
 	# --init: a bench that is PID 1 would not get Ctrl-C's SIGINT.
 	# --shm-size: the parallel workers of the big scans share memory in
 	# /dev/shm, Docker's 64 MB default is too small for them.
+	# perf in a container needs perf_event_open, which Docker's seccomp
+	# profile grants only with CAP_SYS_ADMIN (Docker 20.10 knows no
+	# CAP_PERFMON): given only when asked for, to a container with no
+	# network.
+	local profile_args=()
+	[[ ${BENCH_PROFILE:-0} != 1 ]] || profile_args=(--cap-add SYS_ADMIN)
 	docker run --rm --init --name "$name" --network none --shm-size 1g \
-		"${env_args[@]}" -e BENCH_CONTAINER_IMAGE="$image, sources $want" \
+		"${profile_args[@]}" "${env_args[@]}" -e BENCH_CONTAINER_IMAGE="$image, sources $want" \
 		-e BENCH_REVISION="$revision" -e BENCH_RESULTS_DIR=/tmp/bench-results \
 		-v "$repo:/opsdemo:ro" -w /tmp "$image" "/opsdemo/bench/$bench_name" "$@" |
 		tee "$report" || rc=$?
