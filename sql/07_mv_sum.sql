@@ -257,6 +257,34 @@ VALUES (3.50, 1, '{"account_number": "A3", "client_id": 11, "operation_type": "o
 ROLLBACK;
 SELECT * FROM opsdemo_mv_sum_verify();
 
+-- Groups off the fast path (src/mv_sum.c: a client_id outside [0, 2^55),
+-- a ninth operation_type in one transaction) are counted all the same,
+-- beside groups on it, through a savepoint released and one rolled back.
+BEGIN;
+ALTER TABLE t1 DROP CONSTRAINT t1_operation_type_check;
+INSERT INTO t1 (amount, status, message)
+SELECT 1.25 * g, 1,
+       jsonb_build_object('account_number', 'F' || g,
+                          'client_id', (ARRAY[-5, 36028797018963968, 9223372036854775807, 12])[g % 4 + 1],
+                          'operation_type', 'type' || (g % 10))
+  FROM generate_series(1, 40) g;
+SAVEPOINT s1;
+INSERT INTO t1 (amount, status, message)
+SELECT 0.01 * g, 1,
+       jsonb_build_object('account_number', 'G' || g, 'client_id', g % 3 - 1,
+                          'operation_type', 'type' || (g % 12))
+  FROM generate_series(1, 30) g;
+RELEASE SAVEPOINT s1;
+SAVEPOINT s2;
+INSERT INTO t1 (amount, status, message)
+VALUES (99.99, 1, '{"account_number": "H", "client_id": 12, "operation_type": "type3"}');
+ROLLBACK TO SAVEPOINT s2;
+UPDATE t1 SET status = 0 WHERE message->>'account_number' IN ('F8', 'G5');
+SELECT count(*) AS groups_differing FROM opsdemo_mv_sum_verify();
+SELECT count(*) AS fast_and_slow_groups FROM mv_sum
+ WHERE operation_type LIKE 'type%';
+ROLLBACK;
+
 DROP TABLE not_t1;
 DROP PROCEDURE flip_in_two_commits();
 REVOKE ALL ON t1 FROM opsdemo_mv_writer;
