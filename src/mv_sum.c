@@ -641,7 +641,7 @@ fast_add(DeltaFrame *frame, uint64 key, int64 units, int dscale, int64 count)
 	int64		total;
 
 	if (frame->fast == NULL)
-		frame->fast = fast_tab_create(frame->cxt, 256, NULL);
+		frame->fast = fast_tab_create(frame->cxt, 32, NULL);
 	fast = fast_tab_insert(frame->fast, key, &found);
 	if (!found)
 	{
