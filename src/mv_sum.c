@@ -494,25 +494,17 @@ group_settle(DeltaFrame *frame, GroupDelta *entry)
 	MemoryContextSwitchTo(oldcxt);
 }
 
-/*
- * Adds sum (a numeric datum) and count to the group's delta in frame, or
- * subtracts them when negative is set.
- */
-static void
-frame_add(DeltaFrame *frame, int64 client_id, const text *operation_type,
-		  Datum sum, int64 count, bool negative)
+/* The group's entry in frame, a new one if it has none yet. */
+static GroupDelta *
+frame_entry(DeltaFrame *frame, int64 client_id, const text *operation_type)
 {
 	GroupKey	key;
 	GroupDelta *entry;
 	bool		found;
 	MemoryContext oldcxt;
-	Numeric		old;
-	int64		units;
-	int			dscale;
 
 	group_key_init(&key, client_id, operation_type);
 	entry = group_tab_insert(frame->groups, key, &found);
-
 	if (!found)
 	{
 		/* The key must outlive the caller's value. */
@@ -526,22 +518,45 @@ frame_add(DeltaFrame *frame, int64 client_id, const text *operation_type,
 		entry->count = 0;
 		MemoryContextSwitchTo(oldcxt);
 	}
+	return entry;
+}
+
+/* Adds units (1/10000s, signed) with display scale dscale to entry. */
+static void
+entry_add_units(DeltaFrame *frame, GroupDelta *entry, int64 units, int dscale)
+{
+	int64		total;
+
+	if (pg_add_s64_overflow(entry->units, units, &total))
+	{
+		group_settle(frame, entry);
+		total = units;
+	}
+	entry->units = total;
+	entry->units_dscale = Max(entry->units_dscale, dscale);
+}
+
+/*
+ * Adds sum (a numeric datum) and count to the group's delta in frame, or
+ * subtracts them when negative is set.
+ */
+static void
+frame_add(DeltaFrame *frame, int64 client_id, const text *operation_type,
+		  Datum sum, int64 count, bool negative)
+{
+	GroupDelta *entry;
+	MemoryContext oldcxt;
+	Numeric		old;
+	int64		units;
+	int			dscale;
+
+	entry = frame_entry(frame, client_id, operation_type);
 	entry->count += negative ? -count : count;
 
 	if (numeric_units(sum, &units, &dscale))
 	{
-		int64		total;
-
 		/* |units| < 10^16: negating cannot overflow */
-		if (negative)
-			units = -units;
-		if (pg_add_s64_overflow(entry->units, units, &total))
-		{
-			group_settle(frame, entry);
-			total = units;
-		}
-		entry->units = total;
-		entry->units_dscale = Max(entry->units_dscale, dscale);
+		entry_add_units(frame, entry, negative ? -units : units, dscale);
 		return;
 	}
 
@@ -583,34 +598,12 @@ fast_type_index(const text *operation_type)
 static void
 fast_fold_one(DeltaFrame *frame, FastGroup *fast)
 {
-	GroupKey	key;
 	GroupDelta *entry;
-	bool		found;
-	MemoryContext oldcxt;
-	int64		total;
 
-	group_key_init(&key, (int64) (fast->key >> FAST_TYPE_BITS),
-				   fast_types[fast->key & ((1 << FAST_TYPE_BITS) - 1)]);
-	entry = group_tab_insert(frame->groups, key, &found);
-	if (!found)
-	{
-		oldcxt = MemoryContextSwitchTo(frame->cxt);
-		entry->key.operation_type = (const text *)
-			cstring_to_text_with_len(VARDATA_ANY(key.operation_type), key.type_len);
-		entry->sum = int64_to_numeric(0);
-		entry->units = 0;
-		entry->units_dscale = 0;
-		entry->count = 0;
-		MemoryContextSwitchTo(oldcxt);
-	}
+	entry = frame_entry(frame, (int64) (fast->key >> FAST_TYPE_BITS),
+						fast_types[fast->key & ((1 << FAST_TYPE_BITS) - 1)]);
 	entry->count += fast->count;
-	if (pg_add_s64_overflow(entry->units, fast->units, &total))
-	{
-		group_settle(frame, entry);
-		total = fast->units;
-	}
-	entry->units = total;
-	entry->units_dscale = Max(entry->units_dscale, fast->units_dscale);
+	entry_add_units(frame, entry, fast->units, fast->units_dscale);
 	fast->units = 0;
 	fast->count = 0;
 	fast->units_dscale = 0;
